@@ -1,0 +1,333 @@
+"""Settings in one place: which world, which device and dtype, test mode, and every Hub id.
+
+Two worlds run the same code:
+
+* ``full``: the real models from the Hugging Face Hub on a GPU;
+* ``toy``: "Moving Digits", tiny models of the same diffusers classes, offline on any CPU.
+
+The world is chosen, in this order, by an explicit argument (a notebook's ``parameters``
+cell), the environment variable ``ANIMATELCM_WORLD`` (``toy`` or ``full``), and otherwise
+automatically: ``full`` only when a CUDA GPU is present *and* the Hub answers, else ``toy``.
+
+Test mode (``ANIMATELCM_TEST_MODE=1`` or ``setup(test_mode=True)``) shortens training loops so
+that every notebook runs in CI in a couple of minutes; it never changes how a model samples.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+WORLDS = ("toy", "full")
+WORLD_ENV = "ANIMATELCM_WORLD"
+TEST_MODE_ENV = "ANIMATELCM_TEST_MODE"
+DEVICE_ENV = "ANIMATELCM_DEVICE"
+CACHE_ENV = "ANIMATELCM_CACHE"
+
+# Where the course's repository lives: the notebooks' Colab badges and install cells point here.
+REPO_URL = "https://github.com/animatelcm-runnable/animatelcm-runnable"
+REPO_BRANCH = "main"
+
+
+class UserError(ValueError):
+    """A mistake in what the user asked for. The message says what is wrong and what to do.
+
+    The command line and the demo print it as one line, never as a traceback.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Hub ids: the ONLY place the course names a model on the Hub. A moved or deleted model is a
+# one-line fix here. ``revision`` is a branch, tag or commit; pin a commit hash for a result you
+# must reproduce exactly (these were written offline, so they say "main").
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a component's weights live: a Hub repository (full world) or a folder (toy world).
+
+    ``repo_id`` is ``owner/name`` on the Hub, or a path relative to the toy zoo's root.
+    """
+
+    repo_id: str
+    revision: str | None = "main"
+    subfolder: str | None = None
+    weight_name: str | None = None
+    local: bool = False
+
+    def describe(self) -> str:
+        if self.local:
+            return f"toy zoo folder '{self.repo_id}'"
+        where = self.repo_id + (f"/{self.subfolder}" if self.subfolder else "")
+        name = f" ({self.weight_name})" if self.weight_name else ""
+        return f"{where}@{self.revision}{name}"
+
+
+HUB: dict[str, Weights] = {
+    # Stable Diffusion 1.5 bases (the personalized "DreamBooth" bases of the demo).
+    "epicrealism": Weights("emilianJR/epiCRealism"),
+    "sd15": Weights("stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    # AnimateLCM (the paper's models): motion adapter + its spatial LCM LoRA, at the repo's root.
+    "animatelcm_motion_adapter": Weights("wangfuyun/AnimateLCM"),
+    "animatelcm_lcm_lora": Weights(
+        "wangfuyun/AnimateLCM", weight_name="AnimateLCM_sd15_t2v_lora.safetensors"
+    ),
+    # The teacher's motion module (AnimateDiff v1.5.2).
+    "animatediff_motion_adapter": Weights("guoyww/animatediff-motion-adapter-v1-5-2"),
+    # Image-to-video models.
+    "svd_xt": Weights("stabilityai/stable-video-diffusion-img2vid-xt"),
+    "animatelcm_svd_xt": Weights(
+        "wangfuyun/AnimateLCM-SVD-xt", weight_name="AnimateLCM-SVD-xt-1.1.safetensors"
+    ),
+    # SD1.5 ControlNets (v1.1).
+    "controlnet_canny": Weights("lllyasviel/control_v11p_sd15_canny"),
+    "controlnet_openpose": Weights("lllyasviel/control_v11p_sd15_openpose"),
+    "controlnet_depth": Weights("lllyasviel/control_v11f1p_sd15_depth"),
+    "controlnet_lineart": Weights("lllyasviel/control_v11p_sd15_lineart"),
+}
+
+
+def toy_weights(path: str, weight_name: str | None = None) -> Weights:
+    """A component of the toy zoo, by its folder relative to the zoo's root."""
+    return Weights(path, revision=None, weight_name=weight_name, local=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Models by name, per world: what `python -m animatelcm_helpers models` lists.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A text-to-video model: a base image model, a motion adapter, optionally an LCM LoRA.
+
+    ``scheduler`` is ``"lcm"`` (consistency sampling, no CFG needed) or ``"ddim"`` (the teacher);
+    ``scheduler_kwargs`` override the base model's noise-schedule config (AnimateDiff's motion
+    modules were trained with ``beta_schedule="linear"``, so the full world samples with it).
+    """
+
+    name: str
+    description: str
+    base: Weights
+    motion_adapter: Weights
+    lcm_lora: Weights | None
+    lcm_lora_weight: float
+    scheduler: str
+    steps: int
+    guidance: float
+    frames: int
+    height: int
+    width: int
+    scheduler_kwargs: tuple[tuple[str, object], ...] = ()
+
+
+# diffusers' AnimateDiff recipe for DDIM on the full world's teacher.
+ANIMATEDIFF_SCHEDULE = (
+    ("beta_schedule", "linear"),
+    ("clip_sample", False),
+    ("timestep_spacing", "linspace"),
+    ("steps_offset", 1),
+)
+
+TOY_LCM_LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
+
+MODELS: dict[str, dict[str, ModelSpec]] = {
+    "full": {
+        "animatelcm": ModelSpec(
+            "animatelcm",
+            "AnimateLCM: epiCRealism + AnimateLCM motion adapter + LCM LoRA 0.8 (official demo settings)",
+            base=HUB["epicrealism"],
+            motion_adapter=HUB["animatelcm_motion_adapter"],
+            lcm_lora=HUB["animatelcm_lcm_lora"],
+            lcm_lora_weight=0.8,
+            scheduler="lcm",
+            steps=6,
+            guidance=1.5,
+            frames=16,
+            height=512,
+            width=512,
+            scheduler_kwargs=(("beta_schedule", "linear"),),  # the official AnimateLCM recipe
+        ),
+        "teacher": ModelSpec(
+            "teacher",
+            "AnimateDiff teacher: epiCRealism + AnimateDiff v1.5.2 motion adapter, DDIM with CFG",
+            base=HUB["epicrealism"],
+            motion_adapter=HUB["animatediff_motion_adapter"],
+            lcm_lora=None,
+            lcm_lora_weight=0.0,
+            scheduler="ddim",
+            steps=25,
+            guidance=7.5,
+            frames=16,
+            height=512,
+            width=512,
+            scheduler_kwargs=ANIMATEDIFF_SCHEDULE,
+        ),
+    },
+    "toy": {
+        "animatelcm": ModelSpec(
+            "animatelcm",
+            "toy AnimateLCM: toy base + toy AnimateLCM motion adapter + toy LCM LoRA",
+            base=toy_weights("base"),
+            motion_adapter=toy_weights("animatelcm"),
+            lcm_lora=toy_weights("animatelcm", TOY_LCM_LORA),
+            lcm_lora_weight=1.0,
+            scheduler="lcm",
+            steps=4,
+            guidance=1.0,
+            frames=8,
+            height=32,
+            width=32,
+        ),
+        "teacher": ModelSpec(
+            "teacher",
+            "toy video teacher: toy base + toy AnimateDiff motion adapter, DDIM with CFG",
+            base=toy_weights("base"),
+            motion_adapter=toy_weights("motion-adapter"),
+            lcm_lora=None,
+            lcm_lora_weight=0.0,
+            scheduler="ddim",
+            steps=25,
+            guidance=7.5,
+            frames=8,
+            height=32,
+            width=32,
+        ),
+    },
+}
+
+
+def model_spec(name: str, world: str | None = None) -> ModelSpec:
+    """The spec of model ``name`` in ``world`` (default: the current world)."""
+    world = world or current().world
+    specs = MODELS[check_world(world)]
+    if name not in specs:
+        raise UserError(
+            f"unknown model {name!r} in the {world} world; choose one of: {', '.join(specs)} "
+            "(`python -m animatelcm_helpers models` lists them)"
+        )
+    return specs[name]
+
+
+# --------------------------------------------------------------------------------------------
+# World, device, dtype, test mode.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    world: str
+    device: str
+    dtype_name: str
+    test_mode: bool
+
+    @property
+    def dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+    def __str__(self) -> str:
+        mode = "test mode (short training loops)" if self.test_mode else "normal mode"
+        return f"world: {self.world} | device: {self.device} | dtype: {self.dtype_name} | {mode}"
+
+
+def check_world(world: str) -> str:
+    if world not in WORLDS:
+        raise UserError(f"unknown world {world!r}: use 'toy' (tiny models, any CPU) or 'full' (Hub models, GPU)")
+    return world
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """True when the Hugging Face Hub answers (and HF_HUB_OFFLINE is not set); asked once."""
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")):
+        return False
+    return _hub_answers(timeout)
+
+
+@lru_cache(maxsize=1)
+def _hub_answers(timeout: float) -> bool:
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def default_world() -> str:
+    """``ANIMATELCM_WORLD`` if set, else ``full`` with a GPU and the Hub, else ``toy``."""
+    env = os.environ.get(WORLD_ENV, "").strip().lower()
+    if env:
+        return check_world(env)
+    return "full" if cuda_available() and hub_reachable() else "toy"
+
+
+def default_device(world: str) -> str:
+    env = os.environ.get(DEVICE_ENV, "").strip()
+    if env:
+        return env
+    if world == "full":
+        return "cuda" if cuda_available() else "cpu"
+    return "cpu"
+
+
+_settings: Settings | None = None
+
+
+def setup(world: str | None = None, test_mode: bool | None = None, device: str | None = None) -> Settings:
+    """Choose the world for this session (a notebook's first code cell calls it).
+
+    Arguments left as None fall back to the environment (``ANIMATELCM_WORLD``,
+    ``ANIMATELCM_TEST_MODE``, ``ANIMATELCM_DEVICE``) and then to automatic choices.
+    The full world uses float16 on a GPU; everything else uses float32.
+    """
+    global _settings
+    world = check_world(world) if world else default_world()
+    if test_mode is None:
+        test_mode = _truthy(os.environ.get(TEST_MODE_ENV))
+    device = device or default_device(world)
+    dtype = "float16" if (world == "full" and device.startswith("cuda")) else "float32"
+    _settings = Settings(world=world, device=device, dtype_name=dtype, test_mode=bool(test_mode))
+    return _settings
+
+
+def current() -> Settings:
+    """The settings chosen by :func:`setup`, or the defaults if it was never called."""
+    return _settings if _settings is not None else setup()
+
+
+def pick(normal, test):
+    """``test`` in test mode, else ``normal``: e.g. ``steps = config.pick(2000, 20)``."""
+    return test if current().test_mode else normal
+
+
+def with_world(world: str) -> Settings:
+    """The current settings switched to another world (device and dtype follow)."""
+    s = current()
+    device = default_device(world)
+    dtype = "float16" if (world == "full" and device.startswith("cuda")) else "float32"
+    return replace(s, world=check_world(world), device=device, dtype_name=dtype)
+
+
+def cache_dir() -> Path:
+    """Where the package writes things it builds (``ANIMATELCM_CACHE``, default ~/.cache)."""
+    root = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "animatelcm_helpers"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

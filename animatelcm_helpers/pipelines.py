@@ -1,0 +1,375 @@
+"""Load and drive diffusers' own pipelines, in either world, through the same code.
+
+A model is named in :mod:`config` (``MODELS``): a base image model, a motion adapter and,
+for AnimateLCM, the spatial LCM LoRA. In the full world their weights come from the Hub (by id
+and revision, safetensors only); in the toy world from the zoo's local folders, which are laid
+out exactly like those Hub repositories. So loading the toy world exercises the full world's code.
+
+Text-to-video with AnimateLCM, the official recipe (repository ids in ``config.HUB``)::
+
+    adapter = MotionAdapter.from_pretrained(ANIMATELCM_REPO)
+    pipe = AnimateDiffPipeline.from_pretrained(BASE_REPO, motion_adapter=adapter)
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config, beta_schedule="linear")
+    pipe.load_lora_weights(ANIMATELCM_REPO, weight_name=LCM_LORA_FILE, adapter_name="lcm-lora")
+    pipe.set_adapters(["lcm-lora"], [0.8])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config
+from .config import ModelSpec, UserError, Weights
+
+LCM_ADAPTER = "lcm-lora"
+MAX_LCM_STEPS = 50  # LCMScheduler's original_inference_steps: its skipping grid has 50 points
+
+
+class MissingWeightsError(UserError):
+    """Weights that are neither on this machine nor reachable on the Hub."""
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Silence diffusers' and transformers' load-time chatter and progress bars (errors still show)."""
+    import warnings
+
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    state = (dlog.get_verbosity(), tlog.get_verbosity(), dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled())
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
+            yield
+    finally:
+        dlog.set_verbosity(state[0])
+        tlog.set_verbosity(state[1])
+        if state[2]:
+            dlog.enable_progress_bar()
+        if state[3]:
+            tlog.enable_progress_bar()
+
+
+def resolve(weights: Weights) -> tuple[str, dict]:
+    """(path or repo id, keyword arguments for from_pretrained) for a component's weights."""
+    if weights.local:
+        from .toy import zoo
+
+        path = Path(weights.repo_id)
+        path = path if path.is_absolute() else zoo.root() / path
+        if not path.exists():
+            raise MissingWeightsError(
+                f"the toy zoo has no folder {weights.repo_id!r} (looked in {path.parent}); "
+                "rebuild the zoo (see README, 'The toy model zoo') or delete the folder to get a fresh one"
+            )
+        return str(path), {"local_files_only": True}
+    kwargs = {"revision": weights.revision}
+    if not config.hub_reachable():  # use the local cache only: fail fast instead of retrying
+        kwargs["local_files_only"] = True
+    if weights.subfolder:
+        kwargs["subfolder"] = weights.subfolder
+    return weights.repo_id, kwargs
+
+
+def _missing(weights: Weights, what: str) -> MissingWeightsError:
+    offline = " (HF_HUB_OFFLINE is set)" if config._truthy(os.environ.get("HF_HUB_OFFLINE")) else ""
+    return MissingWeightsError(
+        f"the {what} {weights.describe()} is not on this machine and could not be fetched from the "
+        f"Hugging Face Hub{offline}. On a machine with internet, run "
+        f"`hf download {weights.repo_id} --revision {weights.revision}` (it fills the cache at HF_HOME), "
+        "or use the toy world (world='toy', or ANIMATELCM_WORLD=toy), which needs no download."
+    )
+
+
+def from_pretrained(cls, weights: Weights, what: str, **kwargs):
+    """``cls.from_pretrained`` for either world, safetensors only, with a clear error offline."""
+    source, extra = resolve(weights)
+    try:
+        with quiet_loading():
+            return cls.from_pretrained(source, use_safetensors=True, **extra, **kwargs)
+    except UserError:
+        raise
+    except (OSError, ValueError) as err:
+        if weights.local:
+            raise UserError(
+                f"could not load the {what} from the folder {source}: {err}. "
+                "If it is the toy zoo's cache, delete the folder to rebuild it."
+            ) from None
+        if isinstance(err, OSError):
+            raise _missing(weights, what) from None
+        raise UserError(f"could not load the {what} {weights.describe()}: {err}") from None
+
+
+def load_lora(pipe, weights: Weights, adapter_name: str = LCM_ADAPTER) -> None:
+    """Load a LoRA (diffusers format, safetensors) into ``pipe`` under ``adapter_name``."""
+    source, extra = resolve(weights)
+    extra.pop("subfolder", None)
+    try:
+        with quiet_loading():
+            pipe.load_lora_weights(
+                source, weight_name=weights.weight_name, adapter_name=adapter_name, **extra
+            )
+    except OSError as err:
+        if weights.local:
+            raise UserError(f"could not load the LoRA {weights.weight_name} from {source}: {err}") from None
+        raise _missing(weights, "LoRA") from None
+
+
+def make_scheduler(kind: str, base_config, **overrides):
+    """The sampler by name, built from the base model's noise schedule."""
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+        LCMScheduler,
+        TCDScheduler,
+    )
+
+    classes = {
+        "lcm": LCMScheduler,
+        "tcd": TCDScheduler,
+        "ddim": DDIMScheduler,
+        "euler": EulerDiscreteScheduler,
+        "dpm++": DPMSolverMultistepScheduler,
+    }
+    if kind not in classes:
+        raise UserError(f"unknown scheduler {kind!r}; choose one of {', '.join(classes)}")
+    return classes[kind].from_config(base_config, **overrides)
+
+
+def load_t2v(
+    model: str = "animatelcm",
+    world: str | None = None,
+    lcm_lora_weight: float | None = None,
+    scheduler: str | None = None,
+    device: str | None = None,
+):
+    """Text-to-video: ``AnimateDiffPipeline`` + ``MotionAdapter`` (+ the LCM LoRA at a weight).
+
+    ``model`` names an entry of ``config.MODELS[world]`` ("animatelcm" or "teacher"), or is the
+    folder of a pipeline written by :func:`save_pipeline`.
+    ``lcm_lora_weight`` (0..1, the demo's "LCM LoRA alpha") defaults to the model's.
+    Returns the pipeline with ``pipe.model_spec`` set; sample it with :func:`generate`.
+    """
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    settings = config.with_world(world) if world else config.current()
+    device = device or settings.device
+    dtype = settings.dtype
+    if (Path(model) / SAVED_SPEC).is_file():
+        spec = read_saved_spec(Path(model))
+        pipe = from_pretrained(AnimateDiffPipeline, spec.base, "saved pipeline", dtype=dtype)
+        if scheduler:
+            pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+        if lcm_lora_weight is not None:
+            raise UserError("this saved pipeline has its LCM LoRA fused in; leave lcm_lora_weight unset")
+        return _ready(pipe, spec, device)
+    spec = config.model_spec(model, settings.world)
+    adapter = from_pretrained(MotionAdapter, spec.motion_adapter, "motion adapter", dtype=dtype)
+    pipe = from_pretrained(
+        AnimateDiffPipeline, spec.base, "base model", motion_adapter=adapter, dtype=dtype
+    )
+    pipe.scheduler = make_scheduler(
+        scheduler or spec.scheduler, pipe.scheduler.config, **dict(spec.scheduler_kwargs)
+    )
+    if spec.lcm_lora is not None:
+        weight = spec.lcm_lora_weight if lcm_lora_weight is None else lcm_lora_weight
+        check_range("lcm_lora_weight", weight, 0.0, 1.0)
+        load_lora(pipe, spec.lcm_lora)
+        pipe.set_adapters([LCM_ADAPTER], [float(weight)])
+    elif lcm_lora_weight not in (None, 0, 0.0):
+        raise UserError(f"model {model!r} has no LCM LoRA; leave lcm_lora_weight unset")
+    return _ready(pipe, spec, device)
+
+
+def _ready(pipe, spec: ModelSpec, device: str):
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.model_spec = spec
+    return pipe
+
+
+# ------------------------------------------------------------------------------------------
+# Sampling
+# ------------------------------------------------------------------------------------------
+
+
+def check_int(name: str, value, low: int, high: int | None = None, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise UserError(f"{name} must be a whole number, got {value!r}{hint}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise UserError(f"{name} must be {bounds}, got {value}{hint}")
+    return int(value)
+
+
+def check_range(name: str, value, low: float, high: float | None = None) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(value) or value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise UserError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def max_frames(pipe) -> int:
+    """The motion modules' maximum sequence length (frames one pass can make)."""
+    return int(pipe.unet.config.motion_max_seq_length)
+
+
+@dataclass
+class Generation:
+    """A generated video and what it cost."""
+
+    frames: np.ndarray  # uint8, (frames, height, width, 3)
+    seed: int
+    seconds: float
+    unet_evaluations: int  # UNet evaluations of ONE sample (a CFG step counts 2)
+    steps: int
+    guidance: float
+
+
+@contextlib.contextmanager
+def count_unet_evaluations(unet, videos: int = 1):
+    """Count UNet evaluations per video: each forward adds its batch size / ``videos``
+    (a classifier-free-guided step evaluates the conditional and unconditional halves: 2)."""
+    counter = {"n": 0}
+
+    def hook(module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        counter["n"] += sample.shape[0] // videos
+
+    handle = unet.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield counter
+    finally:
+        handle.remove()
+
+
+def generate(
+    pipe,
+    prompt: str,
+    steps: int | None = None,
+    guidance: float | None = None,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    seed: int = 0,
+    negative_prompt: str | None = None,
+) -> Generation:
+    """Sample one video. Arguments left as None take the model's defaults (``pipe.model_spec``).
+
+    ``seed=-1`` draws a random seed (returned in the result). The noise comes from a CPU
+    generator, so a seed gives the same video on any device of the same kind.
+    """
+    spec: ModelSpec = pipe.model_spec
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UserError("the prompt is empty: describe the video, e.g. 'a seven moving left'")
+    steps = check_int("steps", spec.steps if steps is None else steps, 1, hint=" (denoising steps)")
+    if spec.scheduler == "lcm" and pipe.scheduler.__class__.__name__ == "LCMScheduler" and steps > MAX_LCM_STEPS:
+        raise UserError(f"steps must be at most {MAX_LCM_STEPS} for the LCM scheduler (its grid has 50 points), got {steps}")
+    guidance = check_range("guidance", spec.guidance if guidance is None else guidance, 0.0)
+    frames = check_int(
+        "frames", spec.frames if frames is None else frames, 1, max_frames(pipe),
+        hint=" (the motion modules' maximum sequence length)",
+    )
+    factor = pipe.vae_scale_factor
+    height = check_int("height", spec.height if height is None else height, factor)
+    width = check_int("width", spec.width if width is None else width, factor)
+    for name, value in (("height", height), ("width", width)):
+        if value % factor:
+            raise UserError(
+                f"{name} {value} is not a multiple of {factor}, the VAE's downsampling factor; "
+                f"try {max(factor, round(value / factor) * factor)}"
+            )
+    seed = check_int("seed", seed, -1)
+    if seed == -1:
+        seed = secrets.randbelow(2**31)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    start = time.perf_counter()
+    with count_unet_evaluations(pipe.unet) as counter, torch.inference_mode():
+        out = pipe(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            num_frames=frames,
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=generator,
+            output_type="np",
+        )
+    seconds = time.perf_counter() - start
+    video = np.clip(np.round(np.asarray(out.frames[0], dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return Generation(video, seed, seconds, counter["n"], steps, guidance)
+
+
+SAVED_SPEC = "animatelcm_spec.json"
+
+
+def save_pipeline(pipe, folder: str | Path) -> Path:
+    """Save a loaded text-to-video pipeline in diffusers' layout, its LCM LoRA fused in at the
+    weight it was loaded with (W <- W + weight * B A). ``pipe`` keeps working, fused, afterwards.
+
+    :func:`load_t2v` takes the folder back (``load_t2v(folder)``) with the same defaults.
+    """
+    import json
+    from dataclasses import asdict, replace
+
+    folder = Path(folder)
+    spec: ModelSpec = pipe.model_spec
+    with quiet_loading():
+        if spec.lcm_lora is not None:
+            pipe.fuse_lora(adapter_names=[LCM_ADAPTER], lora_scale=1.0)
+            pipe.unload_lora_weights()
+            spec = replace(spec, lcm_lora=None)
+        pipe.save_pretrained(folder, safe_serialization=True)
+    saved = replace(spec, base=config.Weights(str(folder.resolve()), revision=None, local=True))
+    (folder / SAVED_SPEC).write_text(json.dumps(asdict(saved), indent=2))
+    pipe.model_spec = spec
+    return folder
+
+
+def read_saved_spec(folder: Path) -> ModelSpec:
+    import json
+
+    data = json.loads((folder / SAVED_SPEC).read_text())
+    data["base"] = config.Weights(str(folder.resolve()), revision=None, local=True)
+    data["motion_adapter"] = config.Weights(**data["motion_adapter"])
+    data["lcm_lora"] = None
+    data["scheduler_kwargs"] = tuple(tuple(kv) for kv in data["scheduler_kwargs"])
+    return ModelSpec(**data)
+
+
+def describe(pipe) -> str:
+    """One line per component: its class and parameter count, plus the active LoRA adapters."""
+    lines = []
+    for name, component in pipe.components.items():
+        if component is None:
+            continue
+        params = sum(p.numel() for p in component.parameters()) if hasattr(component, "parameters") else None
+        size = f"{params / 1e6:8.2f} M parameters" if params else ""
+        lines.append(f"{name:<15} {type(component).__name__:<28} {size}".rstrip())
+    if hasattr(pipe, "get_list_adapters"):
+        active = pipe.get_active_adapters() if pipe.get_list_adapters() else []
+        lines.append(f"{'LoRA adapters':<15} {', '.join(active) if active else 'none'}")
+    return "\n".join(lines)

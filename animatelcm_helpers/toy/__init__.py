@@ -1,0 +1,1 @@
+"""The toy world, "Moving Digits": data, tiny configs of the real diffusers classes, the model zoo."""

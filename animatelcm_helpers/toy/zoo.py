@@ -1,0 +1,150 @@
+"""The toy model zoo: folders laid out like the Hub repositories the full world uses.
+
+::
+
+    <root>/base/                 like the SD1.5 base: model_index.json, vae/, text_encoder/,
+                                 tokenizer/, unet/, scheduler/  (a Stable Diffusion folder)
+    <root>/motion-adapter/       like the AnimateDiff v1.5.2 motion adapter (the teacher's)
+    <root>/animatelcm/           like the AnimateLCM repository: the motion adapter at the root, plus
+                                 AnimateLCM_sd15_t2v_lora.safetensors (the spatial LCM LoRA)
+    <root>/manifest.json         what made each folder (recipe, seed, sha256 of every file)
+
+Trained weights ship inside the package (``animatelcm_helpers/toy/weights``) once the zoo's
+recipes have run. Until then, :func:`root` builds a RANDOM-INITIALISED stand-in zoo in the
+cache (same classes, same layout, seeded), so every loader, pipeline and test runs for real;
+its videos are noise, and :func:`is_trained` says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from .. import config
+from . import configs
+
+SHIPPED = Path(__file__).resolve().parent / "weights"
+RANDOM_ZOO_VERSION = "random-init-v1"
+LCM_LORA_FILE = config.TOY_LCM_LORA
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def is_trained(folder: Path | None = None) -> bool:
+    """True when the zoo at ``folder`` (default: the one in use) holds trained weights."""
+    folder = Path(folder) if folder else root()
+    manifest = folder / "manifest.json"
+    return manifest.exists() and json.loads(manifest.read_text()).get("trained", False)
+
+
+def root() -> Path:
+    """The zoo in use: the shipped trained one if present, else a random-init one in the cache."""
+    if (SHIPPED / "manifest.json").exists():
+        return SHIPPED
+    folder = config.cache_dir() / f"toy-zoo-{RANDOM_ZOO_VERSION}"
+    if not (folder / "manifest.json").exists():
+        build_random_zoo(folder)
+    return folder
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def save_base(folder: Path, vae, text_encoder, tokenizer, unet, scheduler) -> None:
+    """Save an image model in the Stable Diffusion folder layout (model_index.json + parts)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
+def save_lcm_lora(folder: Path, unet_lora_state_dict: dict, weight_name: str = LCM_LORA_FILE) -> None:
+    """Save a UNet LoRA (peft state dict) in diffusers' LoRA format, as the AnimateLCM repo ships it."""
+    from diffusers import StableDiffusionPipeline
+
+    StableDiffusionPipeline.save_lora_weights(
+        folder, unet_lora_layers=unet_lora_state_dict, weight_name=weight_name, safe_serialization=True
+    )
+
+
+def random_lora_state_dict(unet, rank: int = 4, seed: int = 0, scale: float = 0.02) -> dict:
+    """A LoRA on the UNet's attention projections with small random A and B (a stand-in)."""
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(LORA_TARGETS)))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+    state = get_peft_model_state_dict(unet)
+    unet.delete_adapters("default")
+    return state
+
+
+def build_random_zoo(folder: Path, seed: int = 0) -> Path:
+    """Write a random-initialised zoo to ``folder`` (atomically: built aside, then renamed)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    from ..pipelines import quiet_loading
+
+    try:
+        with warnings.catch_warnings(), quiet_loading():
+            warnings.simplefilter("ignore")
+            unet = configs.tiny_unet(seed)
+            save_base(
+                tmp / "base",
+                vae=configs.tiny_vae(seed),
+                text_encoder=configs.tiny_text_encoder(seed),
+                tokenizer=configs.tiny_tokenizer(),
+                unet=unet,
+                scheduler=configs.sd_scheduler(),
+            )
+            configs.tiny_motion_adapter(seed + 1).save_pretrained(tmp / "motion-adapter")
+            configs.tiny_motion_adapter(seed + 2).save_pretrained(tmp / "animatelcm")
+            save_lcm_lora(tmp / "animatelcm", random_lora_state_dict(unet, seed=seed + 3))
+        manifest = {
+            "zoo": RANDOM_ZOO_VERSION,
+            "trained": False,
+            "recipe": "random initialisation (animatelcm_helpers.toy.zoo.build_random_zoo)",
+            "seed": seed,
+            "files": file_hashes(tmp),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if folder.exists():  # another process finished first: keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

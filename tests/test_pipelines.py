@@ -1,0 +1,138 @@
+import json
+
+import numpy as np
+import pytest
+
+from animatelcm_helpers import config, pipelines
+from animatelcm_helpers.config import UserError
+from animatelcm_helpers.toy import zoo
+
+
+def test_toy_zoo_mirrors_the_hub_layout(toy_settings):
+    root = zoo.root()
+    assert (root / "base" / "model_index.json").exists()
+    for part in ("vae", "text_encoder", "tokenizer", "unet", "scheduler"):
+        assert (root / "base" / part).is_dir()
+    assert (root / "animatelcm" / "config.json").exists()
+    assert (root / "animatelcm" / config.TOY_LCM_LORA).exists()
+    manifest = json.loads((root / "manifest.json").read_text())
+    for rel, digest in manifest["files"].items():
+        assert zoo.sha256(root / rel) == digest
+    assert not list(root.rglob("*.bin")) and not list(root.rglob("*.pt*"))
+
+
+def test_lcm_pipeline_is_what_the_official_recipe_builds(lcm_pipe):
+    from diffusers import AnimateDiffPipeline, LCMScheduler, UNetMotionModel
+
+    assert isinstance(lcm_pipe, AnimateDiffPipeline)
+    assert isinstance(lcm_pipe.unet, UNetMotionModel)
+    assert isinstance(lcm_pipe.scheduler, LCMScheduler)
+    assert lcm_pipe.get_active_adapters() == [pipelines.LCM_ADAPTER]
+    assert lcm_pipe.vae_scale_factor == 4
+
+
+def test_same_seed_same_video_bit_identical(lcm_pipe):
+    a = pipelines.generate(lcm_pipe, "a seven moving left", seed=7)
+    b = pipelines.generate(lcm_pipe, "a seven moving left", seed=7)
+    c = pipelines.generate(lcm_pipe, "a seven moving left", seed=8)
+    assert a.frames.shape == (8, 32, 32, 3) and a.frames.dtype == np.uint8
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_two_loads_give_the_same_video(lcm_pipe, toy_settings):
+    again = pipelines.load_t2v("animatelcm")
+    a = pipelines.generate(lcm_pipe, "a two moving up", seed=3)
+    b = pipelines.generate(again, "a two moving up", seed=3)
+    np.testing.assert_array_equal(a.frames, b.frames)
+
+
+def test_save_load_round_trip_is_bit_identical(toy_settings, tmp_path):
+    pipe = pipelines.load_t2v("animatelcm", lcm_lora_weight=0.8)
+    unfused = pipelines.generate(pipe, "a four moving right", seed=5).frames
+    pipelines.save_pipeline(pipe, tmp_path / "saved")  # fuses the LoRA at 0.8
+    before = pipelines.generate(pipe, "a four moving right", seed=5).frames
+    # fusing W + 0.8 B A changes only float rounding
+    assert np.abs(before.astype(int) - unfused).max() <= 2
+    loaded = pipelines.load_t2v(str(tmp_path / "saved"))
+    after = pipelines.generate(loaded, "a four moving right", seed=5).frames
+    np.testing.assert_array_equal(before, after)
+    assert loaded.model_spec.steps == pipe.model_spec.steps
+    assert not list((tmp_path / "saved").rglob("*.bin"))
+
+
+def test_lcm_lora_weight_matters(toy_settings):
+    a = pipelines.generate(pipelines.load_t2v("animatelcm", lcm_lora_weight=0.0), "a one", seed=1).frames
+    b = pipelines.generate(pipelines.load_t2v("animatelcm", lcm_lora_weight=1.0), "a one", seed=1).frames
+    assert not np.array_equal(a, b)
+
+
+def test_unet_evaluations_are_counted(lcm_pipe, teacher_pipe):
+    assert pipelines.generate(lcm_pipe, "a one", steps=2).unet_evaluations == 2
+    assert pipelines.generate(lcm_pipe, "a one", steps=4).unet_evaluations == 4
+    # guidance > 1 runs the conditional and unconditional halves: 2 evaluations a step
+    assert pipelines.generate(lcm_pipe, "a one", steps=2, guidance=2.0).unet_evaluations == 4
+    assert pipelines.generate(teacher_pipe, "a one", steps=3).unet_evaluations == 6
+
+
+def test_frames_and_sizes(lcm_pipe):
+    g = pipelines.generate(lcm_pipe, "a one moving down", frames=4, height=48, width=40, steps=1)
+    assert g.frames.shape == (4, 48, 40, 3)
+
+
+def test_random_seed(lcm_pipe):
+    g = pipelines.generate(lcm_pipe, "a one", seed=-1, steps=1)
+    again = pipelines.generate(lcm_pipe, "a one", seed=g.seed, steps=1)
+    np.testing.assert_array_equal(g.frames, again.frames)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"frames": 17}, r"frames must be between 1 and 16, got 17 \(the motion modules' maximum"),
+        ({"frames": 0}, "frames must be between 1 and 16, got 0"),
+        ({"height": 30}, "height 30 is not a multiple of 4, the VAE's downsampling factor; try 32"),
+        ({"width": 2}, "width must be at least 4"),
+        ({"steps": 0}, "steps must be at least 1, got 0"),
+        ({"steps": 2.5}, "steps must be a whole number, got 2.5"),
+        ({"steps": 51}, "steps must be at most 50 for the LCM scheduler"),
+        ({"guidance": -1}, "guidance must be at least 0.0, got -1.0"),
+        ({"guidance": "lots"}, "guidance must be a number, got 'lots'"),
+        ({"seed": -5}, "seed must be at least -1"),
+        ({"prompt": "  "}, "the prompt is empty"),
+    ],
+)
+def test_bad_generation_input_is_a_clear_error(lcm_pipe, kwargs, message):
+    kwargs = {"prompt": "a seven", **kwargs}
+    with pytest.raises(UserError, match=message):
+        pipelines.generate(lcm_pipe, **kwargs)
+
+
+def test_bad_loader_input_is_a_clear_error(toy_settings):
+    with pytest.raises(UserError, match="unknown model 'animatelcm-xl' in the toy world"):
+        pipelines.load_t2v("animatelcm-xl")
+    with pytest.raises(UserError, match="lcm_lora_weight must be between 0.0 and 1.0, got 1.5"):
+        pipelines.load_t2v("animatelcm", lcm_lora_weight=1.5)
+    with pytest.raises(UserError, match="has no LCM LoRA"):
+        pipelines.load_t2v("teacher", lcm_lora_weight=0.5)
+    with pytest.raises(UserError, match="unknown scheduler 'heun2'"):
+        pipelines.load_t2v("animatelcm", scheduler="heun2")
+
+
+def test_full_world_offline_says_what_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(pipelines.MissingWeightsError) as err:
+        pipelines.load_t2v("animatelcm", world="full", device="cpu")
+    text = str(err.value)
+    assert "is not on this machine" in text and "HF_HUB_OFFLINE is set" in text
+    assert f"hf download {config.HUB['animatelcm_motion_adapter'].repo_id}" in text
+    assert "world='toy'" in text
+
+
+def test_other_schedulers_load(toy_settings):
+    from diffusers import DPMSolverMultistepScheduler, TCDScheduler
+
+    assert isinstance(pipelines.load_t2v("teacher", scheduler="dpm++").scheduler, DPMSolverMultistepScheduler)
+    assert isinstance(pipelines.load_t2v("animatelcm", scheduler="tcd").scheduler, TCDScheduler)
