@@ -1,0 +1,45 @@
+# AnimateLCM, runnable. Two commands do all the set-up on a fresh clone:
+#   make lab    create .venv (first use), install everything, open the course in JupyterLab
+#   make test   the same set-up, then the unit tests and nbval over every notebook (toy world, test mode)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8888
+TEST_ENV := ANIMATELCM_WORLD=toy ANIMATELCM_TEST_MODE=1 HF_HUB_OFFLINE=1 ANIMATELCM_CACHE=$(CURDIR)/.cache/animatelcm_helpers MPLBACKEND=Agg
+
+.PHONY: setup lab test unit notebooks benchmark-notebooks execute-notebooks constraints clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+test: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest tests -q
+	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax notebooks -q
+
+unit: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest tests -q
+
+notebooks: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax notebooks -q
+
+# Time and peak kernel memory of every notebook in test mode (the figures in README).
+benchmark-notebooks: $(STAMP)
+	$(TEST_ENV) $(BIN)/python scripts/benchmark_notebooks.py notebooks/*.ipynb
+
+# Re-execute the notebooks in place in the toy world (normal mode), as they are committed.
+execute-notebooks: $(STAMP)
+	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python scripts/execute_notebooks.py notebooks/*.ipynb
+
+constraints: $(STAMP)
+	$(BIN)/python scripts/write_constraints.py
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,80 @@
+"""The set-up files agree: README's commands, .ci/run, exact pins, conda, Binder, notebooks."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pins():
+    out = {}
+    for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+
+
+def dep_name(req):
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0]).lower()
+
+
+def test_every_dependency_has_an_exact_pin():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
+    pinned = pins()
+    missing = [d for d in deps if dep_name(d) not in pinned]
+    assert not missing, f"no exact pin in requirements/constraints.txt for {missing}"
+
+
+def test_torch_pair_and_ffmpeg_are_pinned_as_the_stack_needs():
+    pinned = pins()
+    assert pinned["torch"] == "2.14.1" and pinned["torchvision"] == "0.29.1"
+    assert pinned["imageio-ffmpeg"].startswith("0.7")  # 0.8's ffmpeg breaks mediapy's reader
+    assert pinned["diffusers"] == "0.42.1"
+
+
+def test_pyproject_bounds_are_loose():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_req = next(d for d in project["dependencies"] if dep_name(d) == "torch")
+    assert "==" not in torch_req, "Colab must keep its own torch"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [l.strip() for l in ci.splitlines() if l.strip() and not l.startswith("#")]
+    assert commands[-1] == "make test"
+    assert "make test" in readme and "make lab" in readme
+
+
+def test_conda_and_binder_use_the_same_pins():
+    env = (ROOT / "environment.yml").read_text()
+    assert "-c requirements/constraints.txt" in env and "python=3.11" in env
+    binder = (ROOT / "binder" / "requirements.txt").read_text()
+    assert "-c ../requirements/constraints.txt" in binder
+    assert "ANIMATELCM_WORLD=toy" in (ROOT / "binder" / "start").read_text()
+
+
+def test_notebooks_follow_the_course_conventions():
+    books = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert books, "no notebooks"
+    for path in books:
+        nb = json.loads(path.read_text())
+        cells = nb["cells"]
+        first = "".join(cells[0]["source"])
+        assert "colab-badge.svg" in first and f"notebooks/{path.name}" in first, path.name
+        assert "What you will learn" in first and "Prerequisites" in first and "Run time" in first
+        install = "".join(cells[1]["source"])
+        assert 'find_spec("animatelcm_helpers") is None' in install, path.name
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name} needs exactly one 'parameters' cell"
+        assert all(c.get("execution_count") is not None for c in cells if c["cell_type"] == "code"), (
+            f"{path.name} is not committed executed"
+        )
+        errors = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
+        assert not errors, f"{path.name} was committed with an error output"
+        text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        assert "Exercises" in text and "Summary" in text, path.name
