@@ -46,13 +46,35 @@ def test_video_shapes_range_and_captions():
 
 @pytest.mark.parametrize("d", range(4))
 def test_the_digit_moves_the_captioned_way(d):
-    ds = MovingDigits("train", num_frames=8, speed=2)
+    ds = MovingDigits("train", num_frames=8, speed=2, trail=())
     item = ds[40 + d]
     bg = -np.ones((3, 1, 1), np.float32)
     path = np.array([centroid(f, bg) for f in item["pixel_values"]])
     step = np.diff(path, axis=0).mean(0)
     expected = np.array(data.DIRECTION_VECTORS[item["direction"]]) * 2
     np.testing.assert_allclose(step, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("d", range(4))
+def test_the_trail_is_behind_the_digit(d):
+    bg = -np.ones((3, 1, 1), np.float32)
+    plain = MovingDigits("train", trail=())[40 + d]
+    trailed = MovingDigits("train")[40 + d]
+    assert plain["caption"] == trailed["caption"]
+    # the trail pulls the centre of mass backwards, against the motion
+    shift = centroid(trailed["pixel_values"][4], bg) - centroid(plain["pixel_values"][4], bg)
+    motion = np.array(data.DIRECTION_VECTORS[trailed["direction"]])
+    assert shift @ motion < -0.5
+
+
+def test_single_frames_carry_the_motion_caption():
+    ds = MovingDigits("test", kind="frame")
+    assert len(ds) == 360 * 4
+    item = ds[3]
+    assert item["pixel_values"].shape == (3, 32, 32)
+    assert item["caption"].endswith("moving down") and item["direction"] == "down"
+    video = MovingDigits("test")[3]["pixel_values"]
+    assert any(np.array_equal(item["pixel_values"], f) for f in video)  # one frame of that video
 
 
 def test_images_and_styles():

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from animatelcm_helpers import config, pipelines
 from animatelcm_helpers.config import UserError
@@ -61,10 +62,21 @@ def test_save_load_round_trip_is_bit_identical(toy_settings, tmp_path):
     assert not list((tmp_path / "saved").rglob("*.bin"))
 
 
-def test_lcm_lora_weight_matters(toy_settings):
+def test_lcm_lora_weight_is_applied(toy_settings):
+    """The weight reaches every LoRA layer: scaling = weight * alpha / r (peft's rule)."""
+    for weight in (0.0, 0.3, 1.0):
+        pipe = pipelines.load_t2v("animatelcm", lcm_lora_weight=weight)
+        layers = [m for m in pipe.unet.modules() if hasattr(m, "scaling") and pipelines.LCM_ADAPTER in getattr(m, "scaling", {})]
+        assert len(layers) >= 10
+        for m in layers:
+            r, alpha = m.r[pipelines.LCM_ADAPTER], m.lora_alpha[pipelines.LCM_ADAPTER]
+            assert m.scaling[pipelines.LCM_ADAPTER] == pytest.approx(weight * alpha / r)
+    # and it changes the video whenever the LoRA is not all zeros
     a = pipelines.generate(pipelines.load_t2v("animatelcm", lcm_lora_weight=0.0), "a one", seed=1).frames
-    b = pipelines.generate(pipelines.load_t2v("animatelcm", lcm_lora_weight=1.0), "a one", seed=1).frames
-    assert not np.array_equal(a, b)
+    b_pipe = pipelines.load_t2v("animatelcm", lcm_lora_weight=1.0)
+    b = pipelines.generate(b_pipe, "a one", seed=1).frames
+    lora_is_zero = all(torch.count_nonzero(p) == 0 for n, p in b_pipe.unet.named_parameters() if "lora_B" in n)
+    assert np.array_equal(a, b) == lora_is_zero
 
 
 def test_unet_evaluations_are_counted(lcm_pipe, teacher_pipe):

@@ -128,14 +128,28 @@ def background(style: Style, size: int) -> np.ndarray:
     return bg
 
 
-def render(alpha: np.ndarray, x: int, y: int, style: Style, size: int) -> np.ndarray:
-    """One frame: the glyph's top-left corner at pixel (x, y) over the style's canvas, HWC in [0, 1]."""
+def render(alpha: np.ndarray, x: int, y: int, style: Style, size: int, trail: tuple[tuple[int, int, float], ...] = ()) -> np.ndarray:
+    """One frame: the glyph's top-left corner at pixel (x, y) over the style's canvas, HWC in [0, 1].
+
+    ``trail`` adds fainter copies first, ``(x, y, strength)`` each (an afterimage behind a moving
+    digit); copies may stick out of the canvas and are clipped.
+    """
     frame = background(style, size)
-    h, w = alpha.shape
-    a = alpha[:, :, None]
-    patch = frame[y : y + h, x : x + w]
-    frame[y : y + h, x : x + w] = patch * (1 - a) + np.asarray(style.foreground, np.float32) * a
+    fg = np.asarray(style.foreground, np.float32)
+    for px, py, strength in (*trail, (x, y, 1.0)):
+        h, w = alpha.shape
+        y0, y1, x0, x1 = max(py, 0), min(py + h, size), max(px, 0), min(px + w, size)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        a = alpha[y0 - py : y1 - py, x0 - px : x1 - px, None] * strength
+        frame[y0:y1, x0:x1] = frame[y0:y1, x0:x1] * (1 - a) + fg * a
     return frame
+
+
+def trail_behind(x: int, y: int, direction: str, gap: int, strengths: tuple[float, ...]):
+    """Afterimage copies ``gap``, ``2 gap``, ... pixels behind a digit moving in ``direction``."""
+    dx, dy = DIRECTION_VECTORS[direction]
+    return tuple((x - dx * gap * k, y - dy * gap * k, s) for k, s in reversed(list(enumerate(strengths, 1))))
 
 
 def path(
@@ -161,13 +175,25 @@ def path(
 
 
 class MovingDigits:
-    """A deterministic data set of Moving Digits images or videos with captions.
+    """A deterministic data set of Moving Digits images, frames or videos with captions.
 
-    ``kind="video"``: item ``i`` is sample ``i // (4 * len(styles))`` of the split moving in
-    direction ``i % 4``; ``kind="image"``: the digit at a random place, captioned without motion.
-    Each item is a dict: ``pixel_values`` (float32 in [-1, 1]; video (F, 3, H, W), image (3, H, W)),
-    ``caption``, ``digit``, ``direction`` ("" for images), ``style``.
+    * ``kind="video"``: item ``i`` is sample ``i // (4 * len(styles))`` of the split moving in
+      direction ``i % 4``, captioned ``"a seven moving left"``;
+    * ``kind="frame"``: one random frame of that same video, with the same caption (so a
+      single image carries the motion words);
+    * ``kind="image"``: the digit still, at a random place, captioned ``"a seven"``.
+
+    A moving digit leaves a fading trail: copies ``trail_gap``, ``2 trail_gap``, ... pixels behind
+    it at ``trail`` strengths (an afterimage, as a long exposure shows). So even ONE frame shows
+    which way the digit goes. This is the data's answer to AnimateDiff's catch: motion modules
+    have no text cross-attention; the prompt reaches the motion only through the spatial layers,
+    so the motion words must change what the spatial layers draw. ``trail=()`` turns it off.
+
+    Each item is a dict: ``pixel_values`` (float32 in [-1, 1]; video (F, 3, H, W), else
+    (3, H, W)), ``caption``, ``digit``, ``direction`` ("" for still images), ``style``.
     """
+
+    KINDS = ("video", "frame", "image")
 
     def __init__(
         self,
@@ -178,42 +204,45 @@ class MovingDigits:
         glyph_size: int = 16,
         speed: int = 2,
         styles: tuple[str, ...] | str = ("plain",),
+        trail: tuple[float, ...] = (0.5, 0.25),
+        trail_gap: int = 4,
         seed: int = 0,
     ):
-        if kind not in ("video", "image"):
-            raise UserError(f"unknown kind {kind!r}; use 'video' or 'image'")
+        if kind not in self.KINDS:
+            raise UserError(f"unknown kind {kind!r}; use one of {', '.join(self.KINDS)}")
         styles = (styles,) if isinstance(styles, str) else tuple(styles)
+        if not styles:
+            raise UserError("styles is empty: give at least one style, e.g. ('plain',)")
         for s in styles:
             if s not in STYLES:
                 raise UserError(f"unknown style {s!r}; use one of {', '.join(STYLES)}")
-        if not styles:
-            raise UserError("styles is empty: give at least one style, e.g. ('plain',)")
         if glyph_size > size:
             raise UserError(f"glyph_size {glyph_size} is larger than the canvas {size}")
         if num_frames < 1:
             raise UserError(f"num_frames must be at least 1, got {num_frames}")
         self.split, self.kind, self.num_frames, self.size = split, kind, num_frames, size
         self.glyph_size, self.speed, self.styles, self.seed = glyph_size, speed, styles, seed
+        self.trail, self.trail_gap = tuple(trail), trail_gap
         self.indices = split_indices(split)
         self.labels = _digits()[1][self.indices]
-        if kind == "video":  # fail now, not at item 0, if the motion cannot fit
+        if kind != "image":  # fail now, not at item 0, if the motion cannot fit
             path("left", num_frames, size - glyph_size, speed, np.random.default_rng(0))
 
     def __len__(self) -> int:
-        per_sample = len(self.styles) * (len(DIRECTIONS) if self.kind == "video" else 1)
+        per_sample = len(self.styles) * (1 if self.kind == "image" else len(DIRECTIONS))
         return len(self.indices) * per_sample
 
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < len(self):
             raise IndexError(f"item {i} is out of range for {len(self)} items")
         rng = np.random.default_rng((self.seed, i))
-        if self.kind == "video":
+        if self.kind == "image":
+            sample, s = divmod(i, len(self.styles))
+            direction = None
+        else:
             rest, d = divmod(i, len(DIRECTIONS))
             sample, s = divmod(rest, len(self.styles))
             direction = DIRECTIONS[d]
-        else:
-            sample, s = divmod(i, len(self.styles))
-            direction = None
         style_name = self.styles[s]
         style = STYLES[style_name]
         alpha = glyph(int(self.indices[sample]), self.glyph_size)
@@ -223,11 +252,16 @@ class MovingDigits:
             frames = render(alpha, x, y, style, self.size)[None]
         else:
             positions = path(direction, self.num_frames, room, self.speed, rng)
-            frames = np.stack([render(alpha, x, y, style, self.size) for x, y in positions])
+            if self.kind == "frame":
+                positions = [positions[int(rng.integers(0, len(positions)))]]
+            frames = np.stack([
+                render(alpha, x, y, style, self.size, trail_behind(x, y, direction, self.trail_gap, self.trail))
+                for x, y in positions
+            ])
         pixels = (frames.transpose(0, 3, 1, 2) * 2.0 - 1.0).astype(np.float32)
         digit = int(self.labels[sample])
         return {
-            "pixel_values": pixels if direction else pixels[0],
+            "pixel_values": pixels if self.kind == "video" else pixels[0],
             "caption": caption(digit, direction, style_name),
             "digit": digit,
             "direction": direction or "",

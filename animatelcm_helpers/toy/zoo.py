@@ -31,7 +31,7 @@ from .. import config
 from . import configs
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
-RANDOM_ZOO_VERSION = "random-init-v1"
+RANDOM_ZOO_VERSION = "random-init-v2"
 LCM_LORA_FILE = config.TOY_LCM_LORA
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
@@ -43,8 +43,20 @@ def is_trained(folder: Path | None = None) -> bool:
     return manifest.exists() and json.loads(manifest.read_text()).get("trained", False)
 
 
+ZOO_ENV = "ANIMATELCM_TOY_ZOO"
+
+
 def root() -> Path:
-    """The zoo in use: the shipped trained one if present, else a random-init one in the cache."""
+    """The zoo in use: ``ANIMATELCM_TOY_ZOO`` if set (e.g. a rebuilt zoo), else the shipped
+    trained one if present, else a random-init one in the cache."""
+    if os.environ.get(ZOO_ENV):
+        folder = Path(os.environ[ZOO_ENV])
+        if not (folder / "manifest.json").exists():
+            raise config.UserError(
+                f"{ZOO_ENV}={folder} is not a toy zoo (no manifest.json); build one with "
+                "`python -m animatelcm_helpers.toy.build --out FOLDER` or unset the variable"
+            )
+        return folder
     if (SHIPPED / "manifest.json").exists():
         return SHIPPED
     folder = config.cache_dir() / f"toy-zoo-{RANDOM_ZOO_VERSION}"
@@ -86,8 +98,8 @@ def save_base(folder: Path, vae, text_encoder, tokenizer, unet, scheduler) -> No
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-def save_lcm_lora(folder: Path, unet_lora_state_dict: dict, weight_name: str = LCM_LORA_FILE) -> None:
-    """Save a UNet LoRA (peft state dict) in diffusers' LoRA format, as the AnimateLCM repo ships it."""
+def save_unet_lora(folder: Path, unet_lora_state_dict: dict, weight_name: str = LCM_LORA_FILE) -> None:
+    """Save a UNet LoRA (peft state dict) in diffusers' LoRA format (loadable with load_lora_weights)."""
     from diffusers import StableDiffusionPipeline
 
     StableDiffusionPipeline.save_lora_weights(
@@ -97,17 +109,24 @@ def save_lcm_lora(folder: Path, unet_lora_state_dict: dict, weight_name: str = L
 
 def random_lora_state_dict(unet, rank: int = 4, seed: int = 0, scale: float = 0.02) -> dict:
     """A LoRA on the UNet's attention projections with small random A and B (a stand-in)."""
+    import copy
+
     from peft import LoraConfig, get_peft_model_state_dict
 
+    unet = copy.deepcopy(unet)  # peft wraps layers in place; keep the caller's UNet clean
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(LORA_TARGETS)))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in unet.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * scale)
-    state = get_peft_model_state_dict(unet)
-    unet.delete_adapters("default")
-    return state
+    return get_peft_model_state_dict(unet)
+
+
+def zero_lora_state_dict(unet, rank: int = 4) -> dict:
+    """A LoRA in the LCM LoRA's format whose B matrices are zero: loads, changes nothing."""
+    state = random_lora_state_dict(unet, rank=rank)
+    return {k: (torch.zeros_like(v) if "lora_B" in k else v) for k, v in state.items()}
 
 
 def build_random_zoo(folder: Path, seed: int = 0) -> Path:
@@ -131,7 +150,7 @@ def build_random_zoo(folder: Path, seed: int = 0) -> Path:
             )
             configs.tiny_motion_adapter(seed + 1).save_pretrained(tmp / "motion-adapter")
             configs.tiny_motion_adapter(seed + 2).save_pretrained(tmp / "animatelcm")
-            save_lcm_lora(tmp / "animatelcm", random_lora_state_dict(unet, seed=seed + 3))
+            save_unet_lora(tmp / "animatelcm", random_lora_state_dict(unet, seed=seed + 3))
         manifest = {
             "zoo": RANDOM_ZOO_VERSION,
             "trained": False,

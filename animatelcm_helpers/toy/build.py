@@ -1,0 +1,184 @@
+"""Rebuild the toy zoo from scratch, one training job after another:
+
+    python -m animatelcm_helpers.toy.build                    # into the package (ships with it)
+    python -m animatelcm_helpers.toy.build --out /tmp/zoo     # anywhere else
+    python -m animatelcm_helpers.toy.build --only vae image_teacher   # some stages (others reused)
+
+Each stage checkpoints into ``<work>/<stage>/`` and resumes after an interruption; a finished
+stage is reused unless ``--fresh``. The zoo is written in the Hub-like layout of
+:mod:`animatelcm_helpers.toy.zoo`, with ``manifest.json`` recording for every stage its recipe,
+seed, data, steps, wall time and measurements, and the sha256 of every file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .. import config
+from . import configs, recipes, zoo
+
+STYLES = tuple(s for s in recipes.STYLES if s != "plain")
+STAGES = ("vae", "image_teacher", "video_teacher", "styles")
+STEPS = {"vae": 1200, "image_teacher": 3000, "video_teacher": 1500, "styles": 300}
+TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "styles": 2}
+
+
+def _load_stage(work: Path, stage: str):
+    meta = work / stage / "done.json"
+    return json.loads(meta.read_text()) if meta.exists() else None
+
+
+def _mark_done(work: Path, stage: str, info: dict) -> None:
+    (work / stage).mkdir(parents=True, exist_ok=True)
+    tmp = work / stage / "done.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, work / stage / "done.json")
+
+
+def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: bool = False,
+          limit: int | None = None, progress: bool = True) -> dict:
+    """Run the stages in order and write the zoo to ``out``; returns the manifest."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from ..pipelines import quiet_loading
+
+    work.mkdir(parents=True, exist_ok=True)
+    only = set(only or STAGES)
+    tokenizer, text_encoder = configs.tiny_tokenizer(), configs.tiny_text_encoder(seed)
+    manifest_stages = {}
+
+    def run(stage, fn):
+        done = _load_stage(work, stage)
+        if done and not fresh and stage not in only:
+            print(f"[{stage}] reusing the finished stage in {work / stage}")
+            manifest_stages[stage] = done
+            return False
+        if fresh and (work / stage).exists():
+            shutil.rmtree(work / stage)
+        print(f"[{stage}] training {steps[stage]} steps (checkpoints in {work / stage})", flush=True)
+        t0 = time.perf_counter()
+        info = fn()
+        info.update(seconds=round(time.perf_counter() - t0, 1), steps=steps[stage], seed=seed)
+        _mark_done(work, stage, info)
+        manifest_stages[stage] = info
+        print(f"[{stage}] done in {info['seconds']:.0f} s: {json.dumps({k: v for k, v in info.items() if k != 'loss_curve'})}", flush=True)
+        return True
+
+    # 1. VAE
+    def stage_vae():
+        vae, fit = recipes.train_vae(work / "vae", steps["vae"], seed=seed, limit=limit, progress=progress)
+        vae.save_pretrained(work / "vae" / "model", safe_serialization=True)
+        test = recipes.stack(recipes.MovingDigits("test", kind="image", styles=tuple(recipes.STYLES)), 512)[0]
+        return {"recipe": "recipes.train_vae", "data": "train split: still images of every style + frames of moving digits",
+                "psnr_test_db": round(recipes.psnr(vae, test), 2), "scaling_factor": vae.config.scaling_factor,
+                "loss_curve": fit.losses[:: max(1, len(fit.losses) // 200)]}
+
+    run("vae", stage_vae)
+    with quiet_loading():
+        vae = AutoencoderKL.from_pretrained(work / "vae" / "model").eval()
+
+    # 2. Image teacher
+    def stage_image():
+        unet, fit = recipes.train_image_teacher(work / "image_teacher", vae, tokenizer, text_encoder, steps["image_teacher"],
+                                                seed=seed, limit=limit, progress=progress)
+        unet.save_pretrained(work / "image_teacher" / "model", safe_serialization=True)
+        return {"recipe": "recipes.train_image_teacher",
+                "data": "train split: plain still digits ('a seven') + single frames of moving digits ('a seven moving left')",
+                "loss_curve": fit.losses[:: max(1, len(fit.losses) // 200)]}
+
+    run("image_teacher", stage_image)
+    with quiet_loading():
+        unet = UNet2DConditionModel.from_pretrained(work / "image_teacher" / "model").eval()
+
+    # 3. Video teacher
+    def stage_video():
+        adapter, model, fit = recipes.train_video_teacher(work / "video_teacher", unet, vae, tokenizer, text_encoder,
+                                                          steps["video_teacher"], seed=seed, limit=limit, progress=progress)
+        adapter.save_pretrained(work / "video_teacher" / "model", safe_serialization=True)
+        text = recipes.encode_text(tokenizer, text_encoder, ["a seven moving left", "a seven moving right"])
+        latents, _ = recipes.video_teacher_data(vae, seed + 7, limit=32)
+        sens = {t: round(recipes.prompt_sensitivity(model, latents, text[:1], text[1:], t), 4) for t in (999, 799, 499)}
+        return {"recipe": "recipes.train_video_teacher", "data": "train split: plain Moving Digits videos, 8 frames",
+                "prompt_sensitivity_left_vs_right": sens, "loss_curve": fit.losses[:: max(1, len(fit.losses) // 200)]}
+
+    run("video_teacher", stage_video)
+
+    # 4. Styles (image-only LoRAs)
+    def stage_styles():
+        from safetensors.torch import save_file
+
+        info = {"recipe": "recipes.train_style", "data": "train split: still images of one style, captioned 'a seven in <style> style'",
+                "styles": list(STYLES), "steps_per_style": steps["styles"], "loss_curve": []}
+        for style in STYLES:
+            state, fit = recipes.train_style(work / "styles" / style, style, unet, vae, tokenizer, text_encoder,
+                                             steps["styles"], seed=seed, limit=limit, progress=progress)
+            (work / "styles" / "model").mkdir(parents=True, exist_ok=True)
+            zoo.save_unet_lora(work / "styles" / "model", state, weight_name=f"{style}.safetensors")
+            info[f"final_loss_{style}"] = round(float(sum(fit.losses[-50:]) / len(fit.losses[-50:])), 4)
+        return info
+
+    run("styles", stage_styles)
+
+    # Write the zoo
+    tmp = out.parent / (out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_loading():
+        zoo.save_base(tmp / "base", vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                      scheduler=configs.sd_scheduler())
+        shutil.copytree(work / "video_teacher" / "model", tmp / "motion-adapter")
+        shutil.copytree(work / "styles" / "model", tmp / "styles")
+        # Until stage 2 distills the toy AnimateLCM, its folder holds a stand-in: the teacher's
+        # motion adapter and an all-zero LCM LoRA (so 'animatelcm' samples the teacher in few steps).
+        shutil.copytree(work / "video_teacher" / "model", tmp / "animatelcm")
+        zoo.save_unet_lora(tmp / "animatelcm", zoo.zero_lora_state_dict(unet))
+    manifest = {
+        "zoo": "trained",
+        "trained": True,
+        "seed": seed,
+        "built_with": {"torch": torch.__version__, "python": platform.python_version(),
+                       "threads": torch.get_num_threads(), "test_mode": config.current().test_mode},
+        "animatelcm": "stand-in until stage 2: the teacher's motion adapter and an all-zero LCM LoRA",
+        "stages": {k: {kk: vv for kk, vv in v.items() if kk != "loss_curve"} for k, v in manifest_stages.items()},
+        "total_seconds": round(sum(v["seconds"] for v in manifest_stages.values()), 1),
+        "files": zoo.file_hashes(tmp),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (tmp / "loss_curves.json").write_text(json.dumps({k: v.get("loss_curve", []) for k, v in manifest_stages.items()}))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return manifest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m animatelcm_helpers.toy.build", description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, default=zoo.SHIPPED, help="where the zoo goes (default: inside the package)")
+    p.add_argument("--work", type=Path, default=None, help="checkpoints (default: <cache>/toy-zoo-work)")
+    p.add_argument("--only", nargs="*", choices=STAGES, help="retrain only these stages (reuse the others)")
+    p.add_argument("--fresh", action="store_true", help="discard finished stages and checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-mode", action="store_true", help="a few steps per stage (a smoke test)")
+    args = p.parse_args(argv)
+    config.setup(world="toy", test_mode=args.test_mode or None)
+    steps = TEST_STEPS if config.current().test_mode else STEPS
+    work = args.work or config.cache_dir() / "toy-zoo-work"
+    try:
+        manifest = build(args.out, work, steps, seed=args.seed, only=args.only, fresh=args.fresh,
+                         limit=64 if config.current().test_mode else None)
+    except config.UserError as err:
+        print(f"error: {err}")
+        return 2
+    print(f"zoo written to {args.out} in {manifest['total_seconds']:.0f} s of training")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
