@@ -99,7 +99,8 @@ def save_checkpoint(folder: Path, recipe: str, step: int, modules: dict, opt, lo
 
 
 def load_checkpoint(folder: Path, recipe: str, modules: dict, opt) -> tuple[int, list]:
-    """Restore modules and optimizer from ``folder/checkpoint``; returns (step, losses)."""
+    """Restore modules and optimizer from ``folder/checkpoint``; returns (step, losses).
+    (``checkpoint_seconds(folder)`` tells the training time the checkpoint already holds.)"""
     from safetensors.torch import load_file
 
     path = folder / CHECKPOINT
@@ -125,6 +126,12 @@ def load_checkpoint(folder: Path, recipe: str, modules: dict, opt) -> tuple[int,
     return int(meta["step"]), list(meta["losses"])
 
 
+def checkpoint_seconds(folder: Path) -> float:
+    """Seconds of training that the checkpoint in ``folder`` holds (0 without one)."""
+    meta = folder / CHECKPOINT / "state.json"
+    return float(json.loads(meta.read_text()).get("seconds", 0.0)) if meta.exists() else 0.0
+
+
 def has_checkpoint(folder: Path) -> bool:
     """A checkpoint folder is there (complete or not: :func:`load_checkpoint` judges it)."""
     return (folder / CHECKPOINT).exists() or (folder / (CHECKPOINT + ".old")).exists()
@@ -139,8 +146,9 @@ def has_checkpoint(folder: Path) -> bool:
 class FitResult:
     losses: list = field(default_factory=list)
     steps: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # this call
     resumed_from: int = 0
+    total_seconds: float = 0.0  # all calls, across interruptions
 
 
 def fit(
@@ -181,9 +189,10 @@ def fit(
         progress_ = (step - warmup) / max(1, steps - warmup)
         return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_))))
 
-    start, losses = 0, []
+    start, losses, before = 0, [], 0.0
     if has_checkpoint(folder):
         start, losses = load_checkpoint(folder, recipe, modules, opt)
+        before = checkpoint_seconds(folder)
     opt = accelerator.prepare(opt)
     for m in modules.values():
         m.to(accelerator.device)
@@ -203,16 +212,18 @@ def fit(
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             if (step + 1) % save_every == 0 or step + 1 == steps:
-                save_checkpoint(folder, recipe, step + 1, modules, opt, losses)
+                elapsed = before + time.perf_counter() - t0
+                save_checkpoint(folder, recipe, step + 1, modules, opt, losses, {"seconds": elapsed})
                 if on_save:
                     on_save(step + 1)
     except KeyboardInterrupt:
         done = len(losses)
-        save_checkpoint(folder, recipe, done, modules, opt, losses)
+        save_checkpoint(folder, recipe, done, modules, opt, losses, {"seconds": before + time.perf_counter() - t0})
         print(f"interrupted: checkpoint saved at step {done} in {folder}; run again to resume")
         raise
     finally:
         bar.close()
     result.steps = steps
     result.seconds = time.perf_counter() - t0
+    result.total_seconds = before + result.seconds
     return result

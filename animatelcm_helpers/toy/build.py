@@ -26,14 +26,24 @@ from .. import config
 from . import configs, recipes, zoo
 
 STYLES = tuple(s for s in recipes.STYLES if s != "plain")
-STAGES = ("vae", "image_teacher", "video_teacher", "styles")
-STEPS = {"vae": 1200, "image_teacher": 3000, "video_teacher": 1500, "styles": 300}
-TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "styles": 2}
+STAGES = ("vae", "image_teacher", "video_teacher", "styles", "metrics")
+STEPS = {"vae": 1200, "image_teacher": 2000, "video_teacher": 1200, "styles": 300, "metrics": None}
+TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "styles": 2, "metrics": 3}
+# The teacher's check written into the manifest: DDIM with CFG over the 40 test prompts.
+EVAL = {"steps": 50, "guidance": 7.5, "seeds": (0, 1, 2)}
+TEST_EVAL = {"steps": 2, "guidance": 7.5, "seeds": (0,)}
 
 
 def _load_stage(work: Path, stage: str):
     meta = work / stage / "done.json"
     return json.loads(meta.read_text()) if meta.exists() else None
+
+
+def _checkpointed_seconds(folder: Path) -> float:
+    """Training seconds already held by the stage's checkpoints (work done before a resume)."""
+    from ..training import checkpoint_seconds
+
+    return sum(checkpoint_seconds(state.parent.parent) for state in folder.rglob("checkpoint/state.json"))
 
 
 def _mark_done(work: Path, stage: str, info: dict) -> None:
@@ -51,22 +61,24 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     from ..pipelines import quiet_loading
 
     work.mkdir(parents=True, exist_ok=True)
-    only = set(only or STAGES)
+    only = set(only or ())  # stages to retrain even if finished
     tokenizer, text_encoder = configs.tiny_tokenizer(), configs.tiny_text_encoder(seed)
     manifest_stages = {}
 
     def run(stage, fn):
         done = _load_stage(work, stage)
-        if done and not fresh and stage not in only:
+        if done and not fresh and stage not in only:  # finished: reuse it
             print(f"[{stage}] reusing the finished stage in {work / stage}")
             manifest_stages[stage] = done
             return False
-        if fresh and (work / stage).exists():
+        if (fresh or stage in only) and (work / stage).exists():
             shutil.rmtree(work / stage)
         print(f"[{stage}] training {steps[stage]} steps (checkpoints in {work / stage})", flush=True)
+        before = _checkpointed_seconds(work / stage)  # an interrupted run's training time
         t0 = time.perf_counter()
         info = fn()
-        info.update(seconds=round(time.perf_counter() - t0, 1), steps=steps[stage], seed=seed)
+        info.update(seconds=round(before + time.perf_counter() - t0, 1),
+                    steps=steps[stage], seed=seed)
         _mark_done(work, stage, info)
         manifest_stages[stage] = info
         print(f"[{stage}] done in {info['seconds']:.0f} s: {json.dumps({k: v for k, v in info.items() if k != 'loss_curve'})}", flush=True)
@@ -101,12 +113,13 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     # 3. Video teacher
     def stage_video():
         adapter, model, fit = recipes.train_video_teacher(work / "video_teacher", unet, vae, tokenizer, text_encoder,
-                                                          steps["video_teacher"], seed=seed, limit=limit, progress=progress)
+                                                          steps["video_teacher"], seed=seed, limit=limit or 2400,
+                                                          progress=progress)
         adapter.save_pretrained(work / "video_teacher" / "model", safe_serialization=True)
         text = recipes.encode_text(tokenizer, text_encoder, ["a seven moving left", "a seven moving right"])
         latents, _ = recipes.video_teacher_data(vae, seed + 7, limit=32)
         sens = {t: round(recipes.prompt_sensitivity(model, latents, text[:1], text[1:], t), 4) for t in (999, 799, 499)}
-        return {"recipe": "recipes.train_video_teacher", "data": "train split: plain Moving Digits videos, 8 frames",
+        return {"recipe": "recipes.train_video_teacher", "data": "train split: the first 2400 plain Moving Digits videos (600 digits x 4 directions), 8 frames",
                 "prompt_sensitivity_left_vs_right": sens, "loss_curve": fit.losses[:: max(1, len(fit.losses) // 200)]}
 
     run("video_teacher", stage_video)
@@ -127,6 +140,16 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
 
     run("styles", stage_styles)
 
+    # 5. The measuring stick: digit classifier and video encoder (metrics module)
+    def stage_metrics():
+        from .. import metrics
+
+        nets = metrics.train_metric_nets(work / "metrics", steps=steps["metrics"], seed=seed, progress=progress,
+                                         test_limit=limit)
+        return {"recipe": "metrics.train_metric_nets", "data": nets.info["data"], "test": nets.info["test"]}
+
+    run("metrics", stage_metrics)
+
     # Write the zoo
     tmp = out.parent / (out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -135,6 +158,9 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
                       scheduler=configs.sd_scheduler())
         shutil.copytree(work / "video_teacher" / "model", tmp / "motion-adapter")
         shutil.copytree(work / "styles" / "model", tmp / "styles")
+        (tmp / "metrics").mkdir()
+        for name in ("digit_classifier.safetensors", "video_encoder.safetensors", "metric_nets.json"):
+            shutil.copy2(work / "metrics" / name, tmp / "metrics" / name)
         # Until stage 2 distills the toy AnimateLCM, its folder holds a stand-in: the teacher's
         # motion adapter and an all-zero LCM LoRA (so 'animatelcm' samples the teacher in few steps).
         shutil.copytree(work / "video_teacher" / "model", tmp / "animatelcm")
@@ -158,6 +184,22 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     return manifest
 
 
+def evaluate_teacher(out: Path, steps: int, guidance: float, seeds) -> dict:
+    """Faithfulness and Frechet distance of the zoo's video teacher (DDIM with CFG), and the
+    real-vs-real floor at the same number of videos; recorded in the manifest."""
+    from .. import metrics, pipelines
+
+    os.environ[zoo.ZOO_ENV] = str(out)
+    pipe = pipelines.load_t2v("teacher", world="toy")
+    row = metrics.evaluate(pipe, steps=steps, guidance=guidance, scheduler="ddim", seeds=tuple(seeds),
+                           label="video teacher")
+    row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["teacher_check"] = row
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m animatelcm_helpers.toy.build", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=zoo.SHIPPED, help="where the zoo goes (default: inside the package)")
@@ -177,6 +219,9 @@ def main(argv=None) -> int:
         print(f"error: {err}")
         return 2
     print(f"zoo written to {args.out} in {manifest['total_seconds']:.0f} s of training")
+    check = TEST_EVAL if config.current().test_mode else EVAL
+    row = evaluate_teacher(args.out, **check)
+    print("teacher check:", json.dumps(row))
     return 0
 
 

@@ -1,0 +1,753 @@
+"""The measuring stick of the toy world: prompt faithfulness, a Frechet distance, and cost.
+
+Paper-shaped, never paper numbers. The paper reports CLIPSIM (does the video match the prompt?),
+FVD (do the videos look like real ones?) and cost; in Moving Digits the same questions read:
+
+* **faithfulness** (the CLIPSIM analogue): does the video show the asked digit (a small CNN,
+  :class:`DigitClassifier`, reads each frame; logits are averaged over frames) moving the asked
+  way (the centroid of the foreground, :func:`centroid_path`, fitted by a line)?
+* **Frechet distance** (the FVD analogue): fit a Gaussian to the features of generated videos and
+  one to the features of held-out real videos (a small video CNN, :class:`VideoEncoder`, trained
+  to tell digit and direction, gives a 64-d feature) and measure how far apart they are::
+
+      FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))
+
+  Real-vs-real is not 0 with finitely many videos: :func:`real_floor` is the floor to read a
+  generated set's distance against (compare sets of the same size);
+* **cost**: UNet evaluations per video (a classifier-free-guided step counts 2), counted FLOPs
+  (:func:`count_flops`, PyTorch's ``FlopCounterMode``), and wall time.
+
+:func:`evaluate` samples a prompt set with a pipeline and returns all of it as one table row;
+``scripts/evaluate.py`` is its command line. The metric nets are trained by
+:func:`train_metric_nets` (the toy zoo's build calls it) and load from ``<zoo>/metrics``.
+
+Videos are uint8 arrays (N, F, H, W, 3) (or a list of (F, H, W, 3) arrays, or floats in [0, 1]
+as diffusers' ``output_type="np"`` gives), 32 x 32 like Moving Digits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import training
+from .config import UserError
+from .toy import data
+from .toy.data import DIRECTIONS, STYLES, MovingDigits
+
+SIZE = 32  # the canvas the metric nets read
+MIN_SPEED = 0.5  # px a frame: slower than this is "not moving" (real videos move 2 px a frame)
+FORMAT = 1  # version of metric_nets.json
+CLASSIFIER_FILE = "digit_classifier.safetensors"
+ENCODER_FILE = "video_encoder.safetensors"
+INFO_FILE = "metric_nets.json"
+DEFAULT_STEPS = {"digit_classifier": 1000, "video_encoder": 400}
+REFERENCE_SIZE = 720  # real test videos that generated sets are compared against (half the test split)
+
+
+# ------------------------------------------------------------------------------------------
+# Videos in, checked
+# ------------------------------------------------------------------------------------------
+
+
+def as_videos(videos, what: str = "videos") -> np.ndarray:
+    """Videos as one uint8 array (N, F, H, W, 3); accepts a list of (F, H, W, 3) videos, objects
+    with ``.frames`` (``pipelines.Generation``), and floats in [0, 1]."""
+    if isinstance(videos, np.ndarray):
+        arr = videos
+    else:
+        items = list(videos)
+        if not items:
+            raise UserError(f"no {what}: give at least one video (N, F, H, W, 3)")
+        items = [np.asarray(getattr(v, "frames", v)) for v in items]
+        shapes = {v.shape for v in items}
+        if len(shapes) > 1:
+            raise UserError(f"the {what} have different shapes {sorted(shapes)}; give videos of one shape")
+        arr = np.stack(items)
+    if arr.ndim != 5 or arr.shape[-1] != 3:
+        raise UserError(
+            f"{what} must have the shape (videos, frames, height, width, 3), got {arr.shape}; "
+            "for one video use video[None]"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise UserError(f"no {what}: the array {arr.shape} is empty")
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.min() < 0.0 or arr.max() > 1.0:
+            raise UserError(
+                f"float {what} must lie in [0, 1] (got {arr.min():.3g}..{arr.max():.3g}); "
+                "for [-1, 1] pixel values use toy.data.to_uint8"
+            )
+        return np.round(arr * 255.0).astype(np.uint8)
+    raise UserError(f"{what} must be uint8 (0..255) or floats in [0, 1], got {arr.dtype}")
+
+
+def _for_nets(videos: np.ndarray) -> torch.Tensor:
+    """uint8 (N, F, H, W, 3) -> float (N, F, 3, H, W) in [-1, 1], as the nets were trained."""
+    if videos.shape[2:4] != (SIZE, SIZE):
+        raise UserError(
+            f"the metric nets read {SIZE}x{SIZE} Moving Digits videos, got {videos.shape[2]}x{videos.shape[3]}"
+        )
+    return torch.from_numpy(videos).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1.0)
+
+
+# ------------------------------------------------------------------------------------------
+# 1. Where is the digit? The centroid path and the direction
+# ------------------------------------------------------------------------------------------
+
+
+def _border(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.zeros((height, width), bool)
+    mask[0], mask[-1], mask[:, 0], mask[:, -1] = True, True, True, True
+    return np.nonzero(mask)
+
+
+def background(video) -> np.ndarray:
+    """The background of each frame of a uint8 video (F, H, W, 3), as floats in [0, 1]: a colour
+    plane ``colour(x, y) = p + q x + r y`` per channel, fitted by least squares to the frame's
+    border pixels, three times, each fit leaving out the pixels far from the last one (a digit
+    touching the border). Exact for plain and gradient canvases; a fair average for textures."""
+    v = np.asarray(video, np.float64) / 255.0
+    frames, height, width, _ = v.shape
+    yy, xx = _border(height, width)
+
+    def design(y, x):  # the plane's terms 1, x, y (centred) at pixels (y, x)
+        return np.stack([np.ones_like(x, float), x / (width - 1) - 0.5, y / (height - 1) - 0.5], -1)
+
+    a = design(yy, xx)  # (P, 3)
+    b = v[:, yy, xx]  # (F, P, 3)
+    resid = np.linalg.norm(b - np.median(b, axis=1, keepdims=True), axis=-1)  # (F, P)
+    for _ in range(3):
+        keep = (resid <= 3.0 * np.median(resid, axis=1, keepdims=True) + 0.05).astype(np.float64)
+        ata = np.einsum("fp,pi,pj->fij", keep, a, a) + 1e-9 * np.eye(3)
+        atb = np.einsum("fp,pi,fpc->fic", keep, a, b)
+        coef = np.linalg.solve(ata, atb)  # (F, 3 terms, 3 channels)
+        resid = np.linalg.norm(np.einsum("pi,fic->fpc", a, coef) - b, axis=-1)
+    ys, xs = np.mgrid[0:height, 0:width]
+    return np.einsum("hwi,fic->fhwc", design(ys, xs), coef)
+
+
+def foreground(video) -> np.ndarray:
+    """How much each pixel is digit, (F, H, W) >= 0: its colour distance from the background,
+    less a noise level (twice the median distance on the border, plus 0.05)."""
+    v = np.asarray(video, np.float64) / 255.0
+    dist = np.linalg.norm(v - background(video), axis=-1)
+    yy, xx = _border(*dist.shape[1:])
+    noise = 2.0 * np.median(dist[:, yy, xx], axis=1) + 0.05
+    return np.clip(dist - noise[:, None, None], 0.0, None)
+
+
+def centroid_path(video) -> np.ndarray:
+    """The digit's centre of mass in every frame, (F, 2) as (x, y) in pixels (rows grow downwards)::
+
+        x = sum(w * x) / sum(w),  y = sum(w * y) / sum(w),   w = foreground(video)
+
+    NaN for a frame with no foreground. ``video``: uint8 (F, H, W, 3); a trail moves with its digit."""
+    video = as_videos(np.asarray(getattr(video, "frames", video))[None], "video")[0]
+    w = foreground(video)
+    mass = w.sum(axis=(1, 2))
+    ys, xs = np.mgrid[0 : w.shape[1], 0 : w.shape[2]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = (w * xs).sum(axis=(1, 2)) / mass
+        y = (w * ys).sum(axis=(1, 2)) / mass
+    return np.stack([x, y], axis=1)
+
+
+def velocity(video) -> tuple[float, float] | None:
+    """(vx, vy) in px a frame: the slopes of straight lines fitted to the centroid path; None
+    when fewer than two frames show a digit."""
+    p = centroid_path(video)
+    ok = np.isfinite(p).all(axis=1)
+    if ok.sum() < 2:
+        return None
+    t = np.arange(len(p))[ok]
+    vx, vy = np.polyfit(t, p[ok], 1)[0]
+    return float(vx), float(vy)
+
+
+def read_direction(videos, min_speed: float = MIN_SPEED) -> list[str | None]:
+    """The way each video's digit moves: the dominant axis of its velocity and its sign ("up" is
+    y decreasing), or None when it moves less than ``min_speed`` px a frame (or shows nothing)."""
+    out = []
+    for video in as_videos(videos):
+        v = velocity(video)
+        if v is None or max(abs(v[0]), abs(v[1])) < min_speed:
+            out.append(None)
+        elif abs(v[0]) >= abs(v[1]):
+            out.append("right" if v[0] > 0 else "left")
+        else:
+            out.append("down" if v[1] > 0 else "up")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# 2. The metric nets
+# ------------------------------------------------------------------------------------------
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    """3x3 convolution, batch norm, ReLU (batch norm makes these nets learn in a few hundred steps)."""
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def _conv3d(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout), nn.ReLU()]
+
+
+class DigitClassifier(nn.Module):
+    """Reads the digit in one 32x32 frame ((N, 3, H, W) in [-1, 1]) -> (N, 10) logits.
+
+    Four 3x3 conv layers with batch norm and ReLU (width, 2, 4, 4 x width channels; 2x
+    max-pooling after the first three), global max pooling (the digit may be anywhere), a linear
+    head. Batch norm: call ``.eval()`` before reading (the loaders do)."""
+
+    def __init__(self, width: int = 16, classes: int = 10):
+        super().__init__()
+        self.config = {"width": width, "classes": classes}
+        c = width
+        self.body = nn.Sequential(
+            *_conv(3, c), nn.MaxPool2d(2), *_conv(c, 2 * c), nn.MaxPool2d(2),
+            *_conv(2 * c, 4 * c), nn.MaxPool2d(2), *_conv(4 * c, 4 * c),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(4 * c, classes)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(frames))
+
+
+class VideoEncoder(nn.Module):
+    """A small (2+1)D video CNN: (N, F, 3, H, W) in [-1, 1] -> a ``features``-d feature per video.
+
+    Per frame, two 3x3 conv layers (batch norm, ReLU, 2x max-pooling); then, over (frames, height,
+    width), two 3x3x3 conv layers with 2x pooling between and global max pooling; then a linear
+    layer with ReLU: the feature. Two linear heads on it, trained to read the digit and the
+    direction, make the feature care about both; the Frechet distance uses the feature."""
+
+    def __init__(self, width: int = 8, features: int = 64):
+        super().__init__()
+        self.config = {"width": width, "features": features}
+        c = width
+        self.frames = nn.Sequential(*_conv(3, c), nn.MaxPool2d(2), *_conv(c, 2 * c), nn.MaxPool2d(2))
+        self.motion = nn.Sequential(
+            *_conv3d(2 * c, 4 * c), nn.MaxPool3d(2), *_conv3d(4 * c, 4 * c),
+            nn.AdaptiveMaxPool3d(1), nn.Flatten(),
+        )
+        self.feature = nn.Sequential(nn.Linear(4 * c, features), nn.ReLU())
+        self.digit = nn.Linear(features, 10)
+        self.direction = nn.Linear(features, len(DIRECTIONS))
+
+    def features(self, videos: torch.Tensor) -> torch.Tensor:
+        n, f = videos.shape[:2]
+        h = self.frames(videos.flatten(0, 1))  # per frame
+        h = h.unflatten(0, (n, f)).transpose(1, 2)  # (N, C, F, H, W)
+        return self.feature(self.motion(h))
+
+    def forward(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.features(videos)
+        return self.digit(feats), self.direction(feats)
+
+
+@dataclass
+class MetricNets:
+    """The two trained nets (``classifier``, ``encoder``) plus what ``metric_nets.json`` says
+    about them (``info``: architectures, training, test accuracies)."""
+
+    classifier: DigitClassifier
+    encoder: VideoEncoder
+    info: dict = field(default_factory=dict)
+    _reference: dict = field(default_factory=dict, repr=False)  # cached real-video features
+
+
+def _fresh_set(split: str, kind: str, styles, seed: int, step: int) -> MovingDigits:
+    # A data set seeded by the step: every step draws fresh positions of the same digits.
+    return MovingDigits(split, kind=kind, styles=styles, seed=(seed * 1_000_003 + step) % 2**31)
+
+
+def _batch(dataset: MovingDigits, n: int, g: torch.Generator):
+    """``n`` random items: pixels, digit labels, direction labels (-1 for still images)."""
+    items = [dataset[i] for i in torch.randint(0, len(dataset), (n,), generator=g).tolist()]
+    pixels = torch.from_numpy(np.stack([it["pixel_values"] for it in items]))
+    digits = torch.tensor([it["digit"] for it in items])
+    directions = torch.tensor([DIRECTIONS.index(it["direction"]) if it["direction"] else -1 for it in items])
+    return pixels, digits, directions
+
+
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def train_digit_classifier(folder, steps: int, batch: int = 64, lr: float = 2e-3, width: int = 16,
+                           seed: int = 0, progress: bool = True):
+    """Train a :class:`DigitClassifier` on the TRAIN split: half still images of every style, half
+    single frames of moving (trailed) digits of every style, each with Gaussian pixel noise of a
+    random strength (sigma up to 0.2) so that a generated frame's grain does not fool it.
+    Cross-entropy; returns (net, training.FitResult)."""
+    torch.manual_seed(seed)
+    net = DigitClassifier(width)
+    styles = tuple(STYLES)
+
+    def loss_fn(step, g):
+        still = _batch(_fresh_set("train", "image", styles, seed, step), batch // 2, g)
+        moving = _batch(_fresh_set("train", "frame", styles, seed, step), batch - batch // 2, g)
+        x, y = torch.cat([still[0], moving[0]]), torch.cat([still[1], moving[1]])
+        x = x + 0.2 * torch.rand(len(x), 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
+        return F.cross_entropy(net(x.to(_device(net))), y.to(_device(net)))
+
+    fit = training.fit("metric-digit-classifier", {"digit_classifier": net}, loss_fn, steps, lr, folder,
+                       seed=seed, progress=progress)
+    return net.eval(), fit
+
+
+def train_video_encoder(folder, steps: int, batch: int = 32, lr: float = 2e-3, width: int = 8,
+                        features: int = 64, seed: int = 0, progress: bool = True):
+    """Train a :class:`VideoEncoder` on TRAIN-split videos (plain style, with trails) to read the
+    digit and the direction: loss = CE(digit) + CE(direction). Returns (net, training.FitResult)."""
+    torch.manual_seed(seed)
+    net = VideoEncoder(width, features)
+
+    def loss_fn(step, g):
+        x, digits, directions = _batch(_fresh_set("train", "video", ("plain",), seed, step), batch, g)
+        digit_logits, direction_logits = net(x.to(_device(net)))
+        return F.cross_entropy(digit_logits, digits.to(_device(net))) + F.cross_entropy(
+            direction_logits, directions.to(_device(net))
+        )
+
+    fit = training.fit("metric-video-encoder", {"video_encoder": net}, loss_fn, steps, lr, folder,
+                       seed=seed, progress=progress)
+    return net.eval(), fit
+
+
+def _test_set(kind: str, styles, limit: int | None):
+    """A TEST-split data set (seed 0) and which of its items to use: all, or ``limit`` spread evenly."""
+    ds = MovingDigits("test", kind=kind, styles=styles, seed=0)
+    idx = np.arange(len(ds)) if limit is None or limit >= len(ds) else np.linspace(0, len(ds) - 1, limit).astype(int)
+    return ds, idx
+
+
+@torch.no_grad()
+def measure_metric_nets(nets: MetricNets, limit: int | None = None) -> dict:
+    """Test-split accuracies: the classifier on still images (every style), single frames (every
+    style) and whole plain videos (:func:`read_digits`); the encoder's two heads on plain videos;
+    :func:`read_direction` on plain videos. ``limit`` caps the items of each test set."""
+    out = {}
+    for name, kind in (("images_all_styles", "image"), ("frames_all_styles", "frame")):
+        ds, idx = _test_set(kind, tuple(STYLES), limit)
+        hits = []
+        for chunk in np.array_split(idx, max(1, len(idx) // 256)):
+            x = torch.from_numpy(np.stack([ds[i]["pixel_values"] for i in chunk]))
+            pred = nets.classifier(x.to(_device(nets.classifier))).argmax(1).cpu().numpy()
+            hits.extend(pred == np.array([ds[i]["digit"] for i in chunk]))
+        out[f"classifier_{name}"] = float(np.mean(hits))
+    ds, idx = _test_set("video", ("plain",), limit)
+    items = [ds[i] for i in idx]
+    videos = data.to_uint8(np.stack([it["pixel_values"] for it in items]))
+    digits = np.array([it["digit"] for it in items])
+    directions = np.array([DIRECTIONS.index(it["direction"]) for it in items])
+    out["classifier_videos_plain"] = float(np.mean(read_digits(videos, nets) == digits))
+    digit_hits, direction_hits = [], []
+    for chunk in np.array_split(np.arange(len(videos)), max(1, len(videos) // 128)):
+        d, m = nets.encoder(_for_nets(videos[chunk]).to(_device(nets.encoder)))
+        digit_hits.extend(d.argmax(1).cpu().numpy() == digits[chunk])
+        direction_hits.extend(m.argmax(1).cpu().numpy() == directions[chunk])
+    out["encoder_digit_videos_plain"] = float(np.mean(digit_hits))
+    out["encoder_direction_videos_plain"] = float(np.mean(direction_hits))
+    out["read_direction_videos_plain"] = float(np.mean(
+        [r == it["direction"] for r, it in zip(read_direction(videos), items)]
+    ))
+    out["test_items_per_set"] = len(idx)
+    return out
+
+
+def train_metric_nets(folder, steps: int | dict | None = None, seed: int = 0, progress: bool = True,
+                      batch: dict | None = None, test_limit: int | None = None) -> MetricNets:
+    """Train both metric nets (checkpoints in ``folder/train/<net>``, resumable), measure them on
+    the TEST split and save them to ``folder`` (:func:`save_metric_nets`); returns them.
+
+    ``steps``: one number for both nets or ``{"digit_classifier": n, "video_encoder": m}``
+    (default :data:`DEFAULT_STEPS`: 1.5 minutes each on one busy CPU core). ``batch``: batch sizes
+    by net (default 64 frames and 32 videos). ``test_limit`` caps the test items measured."""
+    folder = Path(folder)
+    steps = dict(DEFAULT_STEPS) if steps is None else steps
+    steps = {k: steps for k in DEFAULT_STEPS} if isinstance(steps, int) else {**DEFAULT_STEPS, **steps}
+    batch = {"digit_classifier": 64, "video_encoder": 32, **(batch or {})}
+    classifier, fit_c = train_digit_classifier(folder / "train" / "digit_classifier", steps["digit_classifier"],
+                                               batch=batch["digit_classifier"], seed=seed, progress=progress)
+    encoder, fit_e = train_video_encoder(folder / "train" / "video_encoder", steps["video_encoder"],
+                                         batch=batch["video_encoder"], seed=seed, progress=progress)
+    nets = MetricNets(classifier.cpu(), encoder.cpu())
+    t0 = time.perf_counter()
+    test = measure_metric_nets(nets, limit=test_limit)
+    nets.info = {
+        "format": FORMAT,
+        "digit_classifier": {
+            "class": "DigitClassifier", "config": classifier.config, "steps": steps["digit_classifier"],
+            "batch": batch["digit_classifier"], "seconds": round(fit_c.seconds, 1), "resumed_from": fit_c.resumed_from,
+            "final_loss": float(np.mean(fit_c.losses[-20:])),
+        },
+        "video_encoder": {
+            "class": "VideoEncoder", "config": encoder.config, "steps": steps["video_encoder"],
+            "batch": batch["video_encoder"], "seconds": round(fit_e.seconds, 1), "resumed_from": fit_e.resumed_from,
+            "final_loss": float(np.mean(fit_e.losses[-20:])),
+        },
+        "seed": seed,
+        "data": "Moving Digits TRAIN split; test accuracies on the TEST split",
+        "test": test,
+        "test_seconds": round(time.perf_counter() - t0, 1),
+    }
+    save_metric_nets(folder, nets)
+    return nets
+
+
+def save_metric_nets(folder, nets: MetricNets) -> Path:
+    """Write ``digit_classifier.safetensors``, ``video_encoder.safetensors`` and
+    ``metric_nets.json`` (architectures, training, test accuracies) to ``folder``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for net, name in ((nets.classifier, CLASSIFIER_FILE), (nets.encoder, ENCODER_FILE)):
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, folder / name)
+    info = json.loads(json.dumps(nets.info))  # a deep copy
+    info.setdefault("format", FORMAT)
+    for key, net in (("digit_classifier", nets.classifier), ("video_encoder", nets.encoder)):
+        info.setdefault(key, {}).update({"class": type(net).__name__, "config": net.config})
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
+    return folder
+
+
+_LOADED: dict[tuple[str, float], MetricNets] = {}
+
+
+def load_metric_nets(folder=None) -> MetricNets:
+    """The trained metric nets from ``folder`` (default: ``<toy zoo>/metrics``); loaded once."""
+    from safetensors.torch import load_file
+
+    if folder is None:
+        from .toy import zoo
+
+        folder = zoo.root() / "metrics"
+        hint = (
+            f"the toy zoo in use ({folder.parent}) has no trained metric nets: build the zoo "
+            "(python -m animatelcm_helpers.toy.build) or train them with "
+            "metrics.train_metric_nets(folder) and pass that folder"
+        )
+    else:
+        folder = Path(folder)
+        hint = f"{folder} holds no metric nets (no {INFO_FILE}); train them with metrics.train_metric_nets(folder)"
+    info_file = folder / INFO_FILE
+    if not info_file.exists():
+        raise UserError(hint)
+    key = (str(folder.resolve()), info_file.stat().st_mtime)
+    if key not in _LOADED:
+        info = json.loads(info_file.read_text())
+        classifier = DigitClassifier(**info["digit_classifier"]["config"])
+        encoder = VideoEncoder(**info["video_encoder"]["config"])
+        try:
+            classifier.load_state_dict(load_file(folder / CLASSIFIER_FILE))
+            encoder.load_state_dict(load_file(folder / ENCODER_FILE))
+        except (OSError, RuntimeError) as err:
+            raise UserError(f"could not load the metric nets from {folder}: {err}; train them again") from None
+        _LOADED[key] = MetricNets(classifier.eval(), encoder.eval(), info)
+    return _LOADED[key]
+
+
+def _nets(nets: MetricNets | str | Path | None) -> MetricNets:
+    return nets if isinstance(nets, MetricNets) else load_metric_nets(nets)
+
+
+# ------------------------------------------------------------------------------------------
+# 3. Faithfulness: the asked digit, moving the asked way (the CLIPSIM analogue)
+# ------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def read_digits(videos, nets: MetricNets | None = None, batch: int = 256) -> np.ndarray:
+    """The digit each video shows: the classifier's logits averaged over the frames, argmax."""
+    nets, videos = _nets(nets), as_videos(videos)
+    net, out = nets.classifier, []
+    for start in range(0, len(videos), batch):
+        x = _for_nets(videos[start : start + batch]).to(_device(net))
+        logits = net(x.flatten(0, 1)).unflatten(0, x.shape[:2]).mean(dim=1)
+        out.append(logits.argmax(dim=1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def faithfulness(videos, prompts, nets: MetricNets | None = None) -> dict:
+    """How often the videos show what their prompts ask: ``digit`` (fraction whose digit is the
+    prompt's), ``direction`` (fraction moving the prompt's way; a prompt without one asks for no
+    motion) and ``both``. ``prompts[i]`` is the prompt of ``videos[i]``."""
+    videos = as_videos(videos)
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != len(videos):
+        raise UserError(f"{len(videos)} videos but {len(prompts)} prompts: give one prompt per video")
+    asked = [data.parse_caption(p) for p in prompts]
+    digit_ok = read_digits(videos, nets) == np.array([a[0] for a in asked])
+    direction_ok = np.array([r == a[1] for r, a in zip(read_direction(videos), asked)])
+    return {
+        "digit": float(digit_ok.mean()),
+        "direction": float(direction_ok.mean()),
+        "both": float((digit_ok & direction_ok).mean()),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# 4. Frechet distance (the FVD analogue)
+# ------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def video_features(videos, nets: MetricNets | None = None, batch: int = 128) -> np.ndarray:
+    """The :class:`VideoEncoder` feature of each video, (N, features) float64."""
+    nets, videos = _nets(nets), as_videos(videos)
+    net = nets.encoder
+    out = [net.features(_for_nets(videos[s : s + batch]).to(_device(net))).cpu().double().numpy()
+           for s in range(0, len(videos), batch)]
+    return np.concatenate(out)
+
+
+def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> float:
+    """The Frechet distance between Gaussians fitted to two feature sets (N_a, D) and (N_b, D)::
+
+        FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))
+
+    (mu: mean, S: covariance). The matrix square root is scipy's ``sqrtm``; if it is not finite
+    (a singular product, e.g. fewer videos than feature dimensions), ``eps`` is added to both
+    diagonals, and a tiny imaginary part from rounding is dropped. Never below 0."""
+    from scipy import linalg
+
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    for name, f in (("feats_a", a), ("feats_b", b)):
+        if f.ndim != 2:
+            raise UserError(f"{name} must be a (videos, features) array, got shape {f.shape}")
+        if len(f) < 2:
+            raise UserError(f"{name} has {len(f)} row(s): a covariance needs at least 2 videos")
+        if not np.isfinite(f).all():
+            raise UserError(f"{name} holds NaN or infinite values")
+    if a.shape[1] != b.shape[1]:
+        raise UserError(f"the feature sets differ in dimension: {a.shape[1]} vs {b.shape[1]}")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    with warnings.catch_warnings():  # "singular matrix": expected with few videos, and handled
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s_a @ s_b)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(len(s_a)) * eps
+            covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
+    covmean = np.real(covmean)
+    diff = mu_a - mu_b
+    fd = diff @ diff + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(covmean)
+    return float(max(fd, 0.0))
+
+
+def real_videos(split: str = "test", n: int = REFERENCE_SIZE, seed: int = 0, skip: int = 0) -> np.ndarray:
+    """``n`` real Moving Digits videos (plain, with trails) as uint8 (n, F, H, W, 3): positions
+    ``skip .. skip + n`` of the split's videos shuffled by ``seed``."""
+    ds = MovingDigits(split, kind="video", seed=0)
+    order = np.random.default_rng(seed).permutation(len(ds))
+    if n < 1 or skip < 0 or skip + n > len(ds):
+        raise UserError(f"the {split} split has {len(ds)} videos; cannot take {n} after skipping {skip}")
+    return data.to_uint8(np.stack([ds[int(i)]["pixel_values"] for i in order[skip : skip + n]]))
+
+
+def reference_features(nets: MetricNets | None = None) -> np.ndarray:
+    """Features of the reference set generated videos are compared against: the first
+    :data:`REFERENCE_SIZE` test videos in seed-0 order (computed once per set of nets)."""
+    nets = _nets(nets)
+    if "test" not in nets._reference:
+        nets._reference["test"] = video_features(real_videos("test", REFERENCE_SIZE, seed=0), nets)
+    return nets._reference["test"]
+
+
+def real_floor(n: int = 360, seed: int = 0, nets: MetricNets | None = None) -> float:
+    """The Frechet distance of ``n`` REAL test videos from the reference set (the two sets are
+    disjoint: these come from the other half of the test split, drawn with ``seed``). A generated
+    set of ``n`` videos cannot be expected to do better: read its distance against this floor."""
+    nets = _nets(nets)
+    total = len(MovingDigits("test"))
+    if not 2 <= n <= total - REFERENCE_SIZE:
+        raise UserError(
+            f"n must be between 2 and {total - REFERENCE_SIZE} (the test videos outside the reference set), got {n}"
+        )
+    ds = MovingDigits("test", kind="video", seed=0)
+    others = np.random.default_rng(0).permutation(total)[REFERENCE_SIZE:]
+    pick = np.random.default_rng(seed).choice(others, size=n, replace=False)
+    videos = data.to_uint8(np.stack([ds[int(i)]["pixel_values"] for i in pick]))
+    return frechet_distance(video_features(videos, nets), reference_features(nets))
+
+
+# ------------------------------------------------------------------------------------------
+# 5. Cost: FLOPs
+# ------------------------------------------------------------------------------------------
+
+
+def count_flops(fn, *args, **kwargs) -> int:
+    """Total FLOPs of ``fn(*args, **kwargs)`` as PyTorch's ``FlopCounterMode`` counts them
+    (matrix products and convolutions: a multiply-add is 2 FLOPs; element-wise work is free)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops())
+
+
+class _Captured(Exception):
+    pass
+
+
+def unet_inputs(pipe, frames: int | None = None, height: int | None = None, width: int | None = None):
+    """(args, kwargs) of the UNet's first call when ``pipe`` samples one video (no guidance):
+    caught by a forward pre-hook, so they are shaped exactly as the pipeline shapes them."""
+    spec = pipe.model_spec
+    captured = {}
+
+    def hook(module, args, kwargs):
+        captured["args"], captured["kwargs"] = args, kwargs
+        raise _Captured
+
+    handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            pipe(prompt="a video", num_frames=frames or spec.frames, height=height or spec.height,
+                 width=width or spec.width, num_inference_steps=1, guidance_scale=1.0,
+                 generator=torch.Generator("cpu").manual_seed(0), output_type="latent")
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise UserError("the pipeline never called its UNet; cannot count its FLOPs")
+    return captured["args"], captured["kwargs"]
+
+
+def unet_flops_per_evaluation(pipe, frames: int | None = None, height: int | None = None,
+                              width: int | None = None) -> int:
+    """FLOPs of ONE UNet forward on ONE video (frames x height x width; defaults: the model's),
+    counted on real tensors (LoRA layers, when loaded and not fused, count too)."""
+    args, kwargs = unet_inputs(pipe, frames, height, width)
+    with torch.no_grad():
+        return count_flops(pipe.unet, *args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# 6. The evaluation harness
+# ------------------------------------------------------------------------------------------
+
+PROMPTS = tuple(data.caption(d, direction) for d in range(10) for direction in DIRECTIONS)
+SCHEDULER_NAMES = {
+    "LCMScheduler": "lcm", "TCDScheduler": "tcd", "DDIMScheduler": "ddim",
+    "EulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm++",
+}
+
+
+def scheduler_name(scheduler) -> str:
+    return SCHEDULER_NAMES.get(type(scheduler).__name__, type(scheduler).__name__)
+
+
+def video_seed(prompt_index: int, seed: int) -> int:
+    """The seed of the video of prompt ``prompt_index`` at ``seed``: evaluate()'s video is
+    ``pipelines.generate(pipe, prompts[prompt_index], seed=video_seed(prompt_index, seed), ...)``
+    (up to the float rounding of batching)."""
+    return seed * 10_000 + prompt_index
+
+
+def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, prompts=None,
+             seeds=(0,), batch: int = 40, label: str = "", nets: MetricNets | None = None) -> dict:
+    """Sample one video per (prompt, seed) and measure them: one row of the paper's table.
+
+    The pipeline is called in batches of ``batch`` prompts, each video with its own CPU
+    generator seeded by :func:`video_seed`; ``scheduler`` (a name for ``pipelines.make_scheduler``)
+    replaces the pipeline's sampler for this call only. Returns a dict: ``label``, ``scheduler``,
+    ``steps``, ``guidance``, ``videos``, ``digit``, ``direction``, ``both`` (:func:`faithfulness`),
+    ``frechet`` (vs the real test reference set) and ``floor`` (:func:`real_floor` at the same number
+    of videos; None below 2 videos), ``unet_evals`` (per video), ``gflops`` (UNet GFLOPs per video)
+    and ``seconds`` (wall time per video, sampling and decoding). Default prompts: every digit
+    x every direction (40)."""
+    from . import pipelines
+
+    nets = _nets(nets)  # fail before sampling, not after
+    prompts = list(PROMPTS if prompts is None else ([prompts] if isinstance(prompts, str) else prompts))
+    if not prompts:
+        raise UserError("no prompts: give at least one, e.g. 'a seven moving left'")
+    if len(prompts) > 10_000:
+        raise UserError(f"at most 10000 prompts per evaluation, got {len(prompts)}")
+    for p in prompts:
+        data.parse_caption(p)
+    steps = pipelines.check_int("steps", steps, 1, hint=" (denoising steps)")
+    guidance = pipelines.check_range("guidance", guidance, 0.0)
+    batch = pipelines.check_int("batch", batch, 1)
+    seeds = [pipelines.check_int("seed", s, 0) for s in (seeds if not isinstance(seeds, int) else [seeds])]
+    if not seeds:
+        raise UserError("no seeds: give at least one, e.g. seeds=(0,)")
+    spec = pipe.model_spec
+    jobs = [(i, s) for s in seeds for i in range(len(prompts))]
+    original = pipe.scheduler
+    if scheduler is not None:
+        pipe.scheduler = pipelines.make_scheduler(scheduler, original.config)
+    try:
+        name = scheduler_name(pipe.scheduler)
+        if name == "lcm" and steps > pipelines.MAX_LCM_STEPS:
+            raise UserError(f"steps must be at most {pipelines.MAX_LCM_STEPS} for the LCM scheduler, got {steps}")
+        videos, evals, seconds = [], [], 0.0
+        for start in range(0, len(jobs), batch):
+            chunk = jobs[start : start + batch]
+            generators = [torch.Generator("cpu").manual_seed(video_seed(i, s)) for i, s in chunk]
+            t0 = time.perf_counter()
+            with pipelines.count_unet_evaluations(pipe.unet, videos=len(chunk)) as counter, torch.inference_mode():
+                out = pipe(prompt=[prompts[i] for i, _ in chunk], num_frames=spec.frames, height=spec.height,
+                           width=spec.width, num_inference_steps=steps, guidance_scale=guidance,
+                           generator=generators, output_type="np")
+            seconds += time.perf_counter() - t0
+            evals.append(counter["n"])
+            frames = np.asarray(out.frames, dtype=np.float32)
+            videos.append(np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8))
+        flops = unet_flops_per_evaluation(pipe, spec.frames, spec.height, spec.width)
+    finally:
+        pipe.scheduler = original
+    videos = np.concatenate(videos)
+    faith = faithfulness(videos, [prompts[i] for i, _ in jobs], nets)
+    frechet = floor = None
+    if len(videos) >= 2:
+        frechet = frechet_distance(video_features(videos, nets), reference_features(nets))
+        floor = real_floor(min(len(videos), len(MovingDigits("test")) - REFERENCE_SIZE), nets=nets)
+    unet_evals = max(evals)
+    return {
+        "label": label, "scheduler": name, "steps": steps, "guidance": guidance, "videos": len(videos),
+        **faith, "frechet": frechet, "floor": floor, "unet_evals": unet_evals,
+        "gflops": unet_evals * flops / 1e9, "seconds": seconds / len(videos),
+    }
+
+
+COLUMNS = (  # (key, header, format)
+    ("label", "model", "{}"), ("scheduler", "scheduler", "{}"), ("steps", "steps", "{}"),
+    ("guidance", "CFG", "{:g}"), ("digit", "digit", "{:.2f}"), ("direction", "direction", "{:.2f}"),
+    ("both", "both", "{:.2f}"), ("frechet", "Frechet", "{:.2f}"), ("floor", "floor", "{:.2f}"),
+    ("unet_evals", "UNet evals", "{}"), ("gflops", "UNet GFLOPs", "{:.3g}"), ("seconds", "s/video", "{:.3f}"),
+)
+
+
+def format_table(rows, floor: float | None = None) -> str:
+    """Rows of :func:`evaluate` as a markdown table; ``floor`` (e.g. :func:`real_floor`) adds a
+    footer line with the real-vs-real Frechet distance."""
+    rows = list(rows)
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] or list(COLUMNS)
+    cell = lambda r, key, fmt: "-" if r.get(key) is None else fmt.format(r[key])
+    table = [[h for _, h, _ in cols]] + [[cell(r, k, f) for k, _, f in cols] for r in rows]
+    widths = [max(len(line[j]) for line in table) for j in range(len(cols))]
+
+    def fmt(line):  # text left, numbers right
+        return "| " + " | ".join(v.ljust(w) if j < 2 else v.rjust(w) for j, (v, w) in enumerate(zip(line, widths))) + " |"
+
+    lines = [fmt(table[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, table[1:])]
+    if floor is not None:
+        lines.append(f"real-vs-real Frechet distance (the floor): {floor:.2f}")
+    return "\n".join(lines)
