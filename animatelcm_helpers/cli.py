@@ -53,10 +53,7 @@ def cmd_models(args) -> int:
     if "toy" in worlds:
         from .toy import zoo
 
-        state = "trained (shipped with the package)" if zoo.is_trained() else (
-            "RANDOM-INITIALISED stand-ins: the toy zoo is not trained yet, so toy videos are noise"
-        )
-        print(f"toy zoo: {state}")
+        print(f"toy zoo: {zoo.status()}")
     return 0
 
 

@@ -230,7 +230,7 @@ def video_eps(model, xt, t, text):
 
 
 def train_video_teacher(folder, unet, vae, tokenizer, text_encoder, steps: int, batch: int = 16, lr: float = 5e-4,
-                        seed: int = 0, drop: float = 0.1, limit: int | None = None, progress: bool = True):
+                        seed: int = 0, drop: float = 0.1, limit: int | None = 2400, progress: bool = True):
     model = motion_unet(unet, zero_init_motion_outputs(configs.tiny_motion_adapter(seed)))
     scheduler = noise_scheduler()
     latents, ids = video_teacher_data(vae, seed, limit)

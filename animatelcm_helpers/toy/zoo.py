@@ -46,6 +46,17 @@ def is_trained(folder: Path | None = None) -> bool:
 ZOO_ENV = "ANIMATELCM_TOY_ZOO"
 
 
+def status(folder: Path | None = None) -> str:
+    """One line on the zoo in use: trained or random stand-ins, and what is still a stand-in."""
+    folder = Path(folder) if folder else root()
+    if not is_trained(folder):
+        return "RANDOM-INITIALISED stand-ins: the toy zoo is not trained yet, so toy videos are noise"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    where = "shipped with the package" if folder == SHIPPED else str(folder)
+    note = f"; animatelcm: {manifest['animatelcm']}" if "animatelcm" in manifest else ""
+    return f"trained ({where}){note}"
+
+
 def root() -> Path:
     """The zoo in use: ``ANIMATELCM_TOY_ZOO`` if set (e.g. a rebuilt zoo), else the shipped
     trained one if present, else a random-init one in the cache."""
