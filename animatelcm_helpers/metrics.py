@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -751,3 +752,47 @@ def format_table(rows, floor: float | None = None) -> str:
     if floor is not None:
         lines.append(f"real-vs-real Frechet distance (the floor): {floor:.2f}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# Style: is the asked visual style visible? (for the image-only style models)
+# ------------------------------------------------------------------------------------------
+
+
+def style_features(images) -> np.ndarray:
+    """Seven numbers per image (uint8 (N, H, W, 3)): the background's mean colour, the
+    foreground's mean colour (weighted by how far each pixel is from the background) and the
+    texture energy (how far the border pixels stray from the fitted background plane)."""
+    imgs = np.asarray(images)
+    if imgs.ndim != 4 or imgs.shape[-1] != 3:
+        raise UserError(f"images are an array of shape (N, height, width, 3), got {imgs.shape}")
+    video = imgs.astype(np.float64)  # each image as one frame of a "video"
+    bg = background(video.astype(np.uint8))  # (N, H, W, 3) in [0, 1]
+    px = video / 255.0
+    weight = np.linalg.norm(px - bg, axis=-1)
+    weight = weight / np.maximum(weight.sum((1, 2), keepdims=True), 1e-8)
+    fg = np.einsum("nhw,nhwc->nc", weight, px)
+    yy, xx = _border(*imgs.shape[1:3])
+    texture = np.abs(px[:, yy, xx] - bg[:, yy, xx]).mean((1, 2))
+    return np.concatenate([bg.mean((1, 2)), fg, texture[:, None]], axis=1)
+
+
+@lru_cache(maxsize=1)
+def _style_centroids(per_style: int = 120):
+    names = list(STYLES)
+    feats = []
+    for s in names:
+        ds = MovingDigits("test", kind="image", styles=(s,), seed=5)
+        imgs = data.to_uint8(np.stack([ds[i]["pixel_values"] for i in range(0, len(ds), max(1, len(ds) // per_style))]))
+        feats.append(style_features(imgs))
+    allf = np.concatenate(feats)
+    mu, sd = allf.mean(0), allf.std(0) + 1e-6
+    return names, np.stack([((f - mu) / sd).mean(0) for f in feats]), mu, sd
+
+
+def read_styles(images) -> list[str]:
+    """The nearest style (standardised :func:`style_features`, nearest centroid of real
+    held-out images of each style) for each image."""
+    names, centroids, mu, sd = _style_centroids()
+    z = (style_features(images) - mu) / sd
+    return [names[i] for i in np.argmin(((z[:, None] - centroids[None]) ** 2).sum(-1), axis=1)]

@@ -234,3 +234,18 @@ def test_evaluate_script(nets, tmp_path, capsys):
     assert code == 0 and "| animatelcm" in out.out and (tmp_path / "rows.json").exists()
     assert script.main(["--model", "nope", "--metrics", str(tmp_path / "nets")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_read_styles_on_real_held_out_images():
+    from animatelcm_helpers.toy.data import STYLES
+
+    correct = total = 0
+    for style in STYLES:
+        ds = MovingDigits("test", kind="image", styles=(style,), seed=11)  # not the centroids' seed
+        imgs = to_uint8(np.stack([ds[i]["pixel_values"] for i in range(0, 360, 12)]))
+        read = metrics.read_styles(imgs)
+        correct += sum(r == style for r in read)
+        total += len(read)
+    assert correct / total >= 0.95
+    with pytest.raises(UserError, match=r"shape \(N, height, width, 3\)"):
+        metrics.read_styles(np.zeros((32, 32, 3), np.uint8))
