@@ -46,6 +46,11 @@ def _checkpointed_seconds(folder: Path) -> float:
     return sum(checkpoint_seconds(state.parent.parent) for state in folder.rglob("checkpoint/state.json"))
 
 
+def _curve(fit, points: int = 200) -> list:
+    """The loss curve thinned to about ``points`` values, for the manifest's loss_curves.json."""
+    return fit.losses[:: max(1, len(fit.losses) // points)]
+
+
 def _mark_done(work: Path, stage: str, info: dict) -> None:
     (work / stage).mkdir(parents=True, exist_ok=True)
     tmp = work / stage / "done.json.tmp"
@@ -91,7 +96,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         test = recipes.stack(recipes.MovingDigits("test", kind="image", styles=tuple(recipes.STYLES)), 512)[0]
         return {"recipe": "recipes.train_vae", "data": "train split: still images of every style + frames of moving digits",
                 "psnr_test_db": round(recipes.psnr(vae, test), 2), "scaling_factor": vae.config.scaling_factor,
-                "loss_curve": fit.losses[:: max(1, len(fit.losses) // 200)]}
+                "loss_curve": _curve(fit)}
 
     run("vae", stage_vae)
     with quiet_loading():
@@ -104,7 +109,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         unet.save_pretrained(work / "image_teacher" / "model", safe_serialization=True)
         return {"recipe": "recipes.train_image_teacher",
                 "data": "train split: plain still digits ('a seven') + single frames of moving digits ('a seven moving left')",
-                "loss_curve": fit.losses[:: max(1, len(fit.losses) // 200)]}
+                "loss_curve": _curve(fit)}
 
     run("image_teacher", stage_image)
     with quiet_loading():
@@ -120,7 +125,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         latents, _ = recipes.video_teacher_data(vae, seed + 7, limit=32)
         sens = {t: round(recipes.prompt_sensitivity(model, latents, text[:1], text[1:], t), 4) for t in (999, 799, 499)}
         return {"recipe": "recipes.train_video_teacher", "data": "train split: the first 2400 plain Moving Digits videos (600 digits x 4 directions), 8 frames",
-                "prompt_sensitivity_left_vs_right": sens, "loss_curve": fit.losses[:: max(1, len(fit.losses) // 200)]}
+                "prompt_sensitivity_left_vs_right": sens, "loss_curve": _curve(fit)}
 
     run("video_teacher", stage_video)
 

@@ -161,6 +161,18 @@ def diffusion_loss(unet_call, x0, text, scheduler, g, min_snr: float | None = 5.
     return (w * per).mean()
 
 
+def captioned_loss_fn(eps_fn, latents, ids, text, scheduler, batch: int, drop: float = 0.0):
+    """The loss of one training step of a text-conditioned recipe: draw ``batch`` latents and
+    their captions, drop a fraction ``drop`` of the captions (for CFG), :func:`diffusion_loss`."""
+
+    def loss_fn(step, g):
+        idx = torch.randint(0, len(latents), (batch,), generator=g)
+        cap = dropped(ids[idx], g, drop) if drop else ids[idx]
+        return diffusion_loss(eps_fn, latents[idx], text[cap], scheduler, g)
+
+    return loss_fn
+
+
 def train_image_teacher(folder, vae, tokenizer, text_encoder, steps: int, batch: int = 64, lr: float = 1e-3,
                         seed: int = 0, drop: float = 0.1, limit: int | None = None, progress: bool = True):
     unet = configs.tiny_unet(seed)
@@ -168,12 +180,8 @@ def train_image_teacher(folder, vae, tokenizer, text_encoder, steps: int, batch:
     latents, ids = image_teacher_data(vae, seed, limit)
     text = encode_text(tokenizer, text_encoder, _caption_index()[0])
 
-    def loss_fn(step, g):
-        idx = torch.randint(0, len(latents), (batch,), generator=g)
-        cap = dropped(ids[idx], g, drop)
-        return diffusion_loss(lambda x, t, e: unet(x, t, encoder_hidden_states=e).sample,
-                              latents[idx], text[cap], scheduler, g)
-
+    loss_fn = captioned_loss_fn(lambda x, t, e: unet(x, t, encoder_hidden_states=e).sample,
+                                latents, ids, text, scheduler, batch, drop)
     fit = training.fit("toy-image-teacher", {"unet": unet}, loss_fn, steps, lr, folder, seed=seed,
                        warmup=100, progress=progress)
     return unet.eval(), fit
@@ -236,11 +244,7 @@ def train_video_teacher(folder, unet, vae, tokenizer, text_encoder, steps: int, 
     latents, ids = video_teacher_data(vae, seed, limit)
     text = encode_text(tokenizer, text_encoder, _caption_index()[0])
 
-    def loss_fn(step, g):
-        idx = torch.randint(0, len(latents), (batch,), generator=g)
-        cap = dropped(ids[idx], g, drop)
-        return diffusion_loss(lambda x, t, e: video_eps(model, x, t, e), latents[idx], text[cap], scheduler, g)
-
+    loss_fn = captioned_loss_fn(lambda x, t, e: video_eps(model, x, t, e), latents, ids, text, scheduler, batch, drop)
     fit = training.fit("toy-video-teacher", {"unet": model}, loss_fn, steps, lr, folder, seed=seed,
                        warmup=100, progress=progress)
     return extract_adapter(model), model.eval(), fit
@@ -289,10 +293,7 @@ def train_style(folder, style: str, unet, vae, tokenizer, text_encoder, steps: i
     latents, ids = style_data(vae, style, seed, limit)
     text = encode_text(tokenizer, text_encoder, _caption_index()[0])
 
-    def loss_fn(step, g):
-        idx = torch.randint(0, len(latents), (batch,), generator=g)
-        return diffusion_loss(lambda x, t, e: unet(x, t, encoder_hidden_states=e).sample,
-                              latents[idx], text[ids[idx]], scheduler, g)
-
+    loss_fn = captioned_loss_fn(lambda x, t, e: unet(x, t, encoder_hidden_states=e).sample,
+                                latents, ids, text, scheduler, batch)
     fit = training.fit(f"toy-style-{style}", {"unet": unet}, loss_fn, steps, lr, folder, seed=seed, progress=progress)
     return get_peft_model_state_dict(unet, adapter_name=style), fit
