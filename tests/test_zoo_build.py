@@ -1,0 +1,33 @@
+"""The zoo's one rebuild command, in test mode (a few steps a stage): every stage runs, the zoo
+is written in the Hub-like layout with a manifest, and the pipelines load it."""
+
+import json
+
+import numpy as np
+
+from animatelcm_helpers import pipelines
+from animatelcm_helpers.toy import build, zoo
+
+
+def test_build_in_test_mode_writes_a_loadable_zoo(tmp_path, monkeypatch):
+    out, work = tmp_path / "zoo", tmp_path / "work"
+    manifest = build.build(out, work, build.TEST_STEPS, limit=16, progress=False)
+    assert set(manifest["stages"]) == set(build.STAGES)
+    for stage, info in manifest["stages"].items():
+        assert info["steps"] == build.TEST_STEPS[stage] and info["seconds"] > 0, stage
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["trained"] is True
+    for rel, digest in on_disk["files"].items():
+        assert zoo.sha256(out / rel) == digest
+    assert not [p for p in out.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    assert {p.name for p in (out / "styles").iterdir()} == {f"{s}.safetensors" for s in build.STYLES}
+
+    # a second run reuses every finished stage: nothing is retrained
+    again = build.build(tmp_path / "zoo2", work, build.TEST_STEPS, limit=16, progress=False)
+    assert again["stages"]["vae"]["seconds"] == manifest["stages"]["vae"]["seconds"]
+
+    monkeypatch.setenv(zoo.ZOO_ENV, str(out))
+    pipe = pipelines.load_t2v("teacher", world="toy")
+    video = pipelines.generate(pipe, "a seven moving left", steps=2).frames
+    assert video.shape == (8, 32, 32, 3) and video.dtype == np.uint8
+    assert zoo.status().startswith("trained")
