@@ -1,0 +1,254 @@
+"""AnimateLCM-SVD-xt: the scheduler against REFERENCES.md's vectors, the counted cost, the toy pipeline."""
+
+import numpy as np
+import pytest
+import torch
+
+from animatelcm_helpers import config, pipelines, svd
+from animatelcm_helpers.config import UserError
+
+# REFERENCES.md, "AnimateLCM-SVD-xt": the noise levels n steps visit, as printed there.
+SIGMAS = {
+    1: ["700"],
+    2: ["700", "13.68"],
+    4: ["700", "128.6", "13.68", "0.497"],
+    8: ["700", "315.7", "128.6", "45.85", "13.68", "3.17", "0.497", "0.04"],
+}
+
+
+def as_printed(values, printed):
+    """Each value rounded to as many decimals as its reference is printed with (3.1666 -> '3.17')."""
+    return [f"{v:.{len(p.partition('.')[2])}f}" for v, p in zip(values, printed)]
+
+
+@pytest.mark.parametrize("steps", sorted(SIGMAS))
+def test_step_sigmas_are_the_reference_vectors(steps):
+    ref = [float(p) for p in SIGMAS[steps]]
+    assert as_printed(svd.step_sigmas(steps), SIGMAS[steps]) == SIGMAS[steps]
+    np.testing.assert_allclose(svd.step_sigmas(steps)[:5], ref[:5], rtol=1e-3)  # 4 printed digits
+    s = svd.AnimateLCMSVDScheduler()
+    s.set_timesteps(steps)
+    assert as_printed(s.sigmas[:-1].tolist(), SIGMAS[steps]) == SIGMAS[steps]
+    assert s.sigmas[-1] == 0 and len(s.timesteps) == steps
+    np.testing.assert_allclose(s.timesteps.numpy(), 0.25 * np.log(svd.step_sigmas(steps)), rtol=1e-6)
+    assert s.init_noise_sigma == pytest.approx(700.0)
+
+
+def test_karras_grid_ends():
+    grid = svd.karras_sigmas()
+    assert len(grid) == 40 and grid[0] == pytest.approx(700.0) and grid[-1] == pytest.approx(0.002)
+    assert np.all(np.diff(grid) < 0)
+
+
+def test_scalings_are_the_v_parameterisation():
+    c_skip, c_out, c_in = svd.scalings(0.002)
+    assert c_skip == pytest.approx(1.0, abs=1e-5) and c_out == pytest.approx(-0.002, rel=1e-4)  # f(x, eps) ~ x
+    c_skip, c_out, c_in = svd.scalings(700.0)
+    assert c_skip == pytest.approx(1 / (700**2 + 1)) and c_out == pytest.approx(-700 / np.sqrt(700**2 + 1))
+    assert c_in == pytest.approx(1 / np.sqrt(700**2 + 1))
+    assert svd.scalings(1.0)[:2] == pytest.approx((0.5, -1 / np.sqrt(2)))
+    # v-prediction: x = x0 + s eps (EDM form), v = (eps - s x0) / sqrt(s^2+1) is what the UNet predicts
+    # for its scaled input; c_skip x + c_out v recovers x0 exactly.
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, generator=g), torch.randn(2, 3, generator=g)
+    for sigma in (0.04, 1.0, 13.68, 700.0):
+        x = x0 + sigma * eps
+        v = (eps - sigma * x0) / np.sqrt(sigma**2 + 1)
+        c_skip, c_out, _ = svd.scalings(sigma)
+        torch.testing.assert_close(c_skip * x + c_out * v, x0, rtol=1e-4, atol=1e-4)
+
+
+def test_scale_model_input_and_step_follow_the_formulas():
+    s = svd.AnimateLCMSVDScheduler()
+    s.set_timesteps(4)
+    x, v = torch.randn(1, 3, 4, 2, 2) * 128.6, torch.randn(1, 3, 4, 2, 2)
+    s.scale_model_input(x, s.timesteps[0])  # first step: sigma 700
+    s.step(v, s.timesteps[0], x, generator=torch.Generator().manual_seed(0))
+    t = s.timesteps[1]
+    sigma = float(s.sigmas[1])
+    torch.testing.assert_close(s.scale_model_input(x, t), x / np.sqrt(sigma**2 + 1))
+    out = s.step(v, t, x, generator=torch.Generator().manual_seed(1))
+    c_skip, c_out, _ = svd.scalings(sigma)
+    torch.testing.assert_close(out.denoised, c_skip * x + c_out * v)
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out.prev_sample, out.denoised + float(s.sigmas[2]) * z)
+
+
+def run_schedule(steps, seed=None, generator_attr=None):
+    s = svd.AnimateLCMSVDScheduler()
+    s.set_timesteps(steps)
+    s.noise_generator = generator_attr
+    x = torch.randn(1, 2, 4, 3, 3, generator=torch.Generator().manual_seed(9)) * s.init_noise_sigma
+    outs = []
+    for t in s.timesteps:
+        v = torch.tanh(s.scale_model_input(x, t))  # a stand-in model
+        g = None if seed is None else torch.Generator().manual_seed(seed + len(outs))
+        out = s.step(v, t, x, generator=g)
+        outs.append(out)
+        x = out.prev_sample
+    return x, outs
+
+
+def test_seeded_noise_is_deterministic_and_last_step_adds_none():
+    a, outs = run_schedule(4, seed=0)
+    b, _ = run_schedule(4, seed=0)
+    c, _ = run_schedule(4, seed=5)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, c)
+    assert torch.equal(outs[-1].prev_sample, outs[-1].denoised)  # the last step returns denoised
+    assert not torch.equal(outs[0].prev_sample, outs[0].denoised)
+    # the pipeline passes no generator: the scheduler's noise_generator makes it reproducible
+    d, _ = run_schedule(4, generator_attr=torch.Generator().manual_seed(3))
+    e, _ = run_schedule(4, generator_attr=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(d, e, rtol=0, atol=0)
+    one, outs = run_schedule(1, seed=0)
+    assert torch.equal(one, outs[0].denoised)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    s = svd.AnimateLCMSVDScheduler(sigma_max=500.0)
+    s.save_pretrained(tmp_path)
+    assert (tmp_path / "scheduler_config.json").is_file()
+    back = svd.AnimateLCMSVDScheduler.from_pretrained(tmp_path)
+    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
+    assert public(back.config) == public(s.config) and public(s.config)["sigma_max"] == 500.0
+    for n in (1, 4, 8):
+        s.set_timesteps(n)
+        back.set_timesteps(n)
+        torch.testing.assert_close(back.sigmas, s.sigmas, rtol=0, atol=0)
+        torch.testing.assert_close(back.timesteps, s.timesteps, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad", [0, 41, -1, 2.5, "4", True])
+def test_bad_step_counts_say_what_to_do(bad):
+    with pytest.raises(UserError, match="whole number from 1 to 40.*1 to 8 steps"):
+        svd.AnimateLCMSVDScheduler().set_timesteps(bad)
+
+
+def test_timesteps_not_in_the_schedule_are_refused():
+    s = svd.AnimateLCMSVDScheduler()
+    s.set_timesteps(2)
+    with pytest.raises(ValueError, match="not in this schedule"):
+        s.step(torch.zeros(1), 999, torch.zeros(1))
+
+
+def test_guidance_ramp_is_linear_over_frames():
+    ramp = svd.guidance_ramp(25, 1.0, 1.2)
+    assert ramp.shape == (25,) and ramp[0] == 1.0 and ramp[-1] == pytest.approx(1.2)
+    torch.testing.assert_close(ramp, torch.linspace(1.0, 1.2, 25))
+
+
+def test_configs_are_svd_xt():
+    """The UNet config is diffusers' defaults (but the sample size); the VAE's is not."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    def plain(v):
+        return list(v) if isinstance(v, (tuple, list)) else v
+
+    default = dict(svd.on_meta(UNetSpatioTemporalConditionModel, {}).config)
+    for key, value in svd.svd_xt_unet_config().items():
+        if key != "sample_size":
+            assert plain(default[key]) == plain(value), key
+    assert default["sample_size"] is None
+
+
+@pytest.fixture(scope="module")
+def flops():
+    return svd.count_svd_flops()
+
+
+def test_flop_counts_match_references(flops):
+    assert flops["unet_params"] / 1e9 == pytest.approx(1.52, abs=0.005)
+    assert flops["unet_flops"] / 1e12 == pytest.approx(79.9, rel=0.01)
+    assert flops["vae_decode_flops"] / 1e12 == pytest.approx(173.6, rel=0.01)
+    # REFERENCES' 97.7 M is the whole temporal VAE; its decoder alone has 63.6 M
+    assert flops["vae_params"] / 1e6 == pytest.approx(97.7, abs=0.1)
+    assert flops["vae_decoder_params"] / 1e6 == pytest.approx(63.6, abs=0.1)
+
+
+def test_cost_table_percentages(flops):
+    rows = {r["steps"]: r for r in svd.cost_table(flops=flops)}
+    assert rows[25]["unet_evals"] == 50 and rows[25]["cfg"]
+    pct = {n: (round(100 * rows[n]["unet_fraction"], 1), round(100 * rows[n]["fraction_with_vae"], 1)) for n in (2, 4)}
+    assert pct == {4: (8.0, 11.8), 2: (4.0, 8.0)}
+    table = svd.format_cost_table(list(rows.values()))
+    assert "| 4 | 4 |" in table and "11.8%" in table and table.count("\n") == 6
+
+
+@pytest.fixture(scope="module")
+def svd_pipe(toy_settings):
+    return svd.load_svd()
+
+
+IMAGE = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+
+
+def test_toy_pipeline_runs_with_our_scheduler(svd_pipe):
+    from diffusers import StableVideoDiffusionPipeline
+
+    assert isinstance(svd_pipe, StableVideoDiffusionPipeline)
+    assert isinstance(svd_pipe.scheduler, svd.AnimateLCMSVDScheduler)
+    assert "toy SVD" in svd_pipe.svd_note
+    a = svd.generate_svd(svd_pipe, IMAGE, steps=2, seed=3)
+    b = svd.generate_svd(svd_pipe, IMAGE, steps=2, seed=3)
+    c = svd.generate_svd(svd_pipe, IMAGE, steps=2, seed=4)
+    assert a.frames.shape == (8, 32, 32, 3) and a.frames.dtype == np.uint8
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+    # SVD's pipeline runs CFG (a doubled batch) whenever max_guidance_scale > 1, even for the
+    # demo's gentle 1.0 -> 1.2 ramp: 2 UNet evaluations a step; max_guidance=1 makes it 1.
+    assert a.unet_evaluations == 2 * 2
+    assert svd.generate_svd(svd_pipe, IMAGE, steps=2, max_guidance=1.0).unet_evaluations == 2
+    from PIL import Image
+
+    d = svd.generate_svd(svd_pipe, Image.fromarray(IMAGE), steps=1, frames=4, seed=3)
+    assert d.frames.shape == (4, 32, 32, 3) and d.unet_evaluations == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"image": IMAGE.astype(np.float32)}, "uint8"),
+        ({"image": IMAGE[..., 0]}, r"\(height, width, 3\)"),
+        ({"image": "cat.png"}, "RGB PIL image"),
+        ({"steps": 0}, "steps must be between 1 and 40"),
+        ({"steps": 2.5}, "steps must be a whole number"),
+        ({"frames": 99}, "frames must be between 1 and 8"),
+        ({"max_guidance": 0.5}, "max_guidance must be at least 1"),
+        ({"min_guidance": 1.5, "max_guidance": 1.2}, "swap them"),
+        ({"height": 36}, "multiple of 8"),
+        ({"motion_bucket_id": 300}, "motion_bucket_id"),
+    ],
+)
+def test_bad_inputs_say_what_to_do(svd_pipe, kwargs, match):
+    kwargs = {"image": IMAGE, **kwargs}
+    with pytest.raises(UserError, match=match):
+        svd.generate_svd(svd_pipe, **kwargs)
+
+
+def test_unet_is_filled_from_a_state_dict_on_meta():
+    """The full world's UNet loading path, at toy size: built on meta, filled strictly."""
+    from animatelcm_helpers.toy import configs
+
+    real = configs.tiny_svd_unet(seed=1)
+    cfg = {k: v for k, v in real.config.items() if not k.startswith("_")}
+    unet = svd.unet_from_state_dict(real.state_dict(), cfg)
+    latents = torch.randn(1, 2, 8, 8, 8)
+    kw = {"encoder_hidden_states": torch.randn(1, 1, 32), "added_time_ids": torch.zeros(1, 3)}
+    with torch.no_grad():
+        torch.testing.assert_close(unet(latents, 1.0, **kw).sample, real(latents, 1.0, **kw).sample)
+    partial = dict(list(real.state_dict().items())[:-1])
+    with pytest.raises(UserError, match="do not fit"):
+        svd.unet_from_state_dict(partial, cfg)
+
+
+def test_full_world_offline_says_what_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(pipelines.MissingWeightsError) as err:
+        svd.load_svd(world="full", device="cpu")
+    text = str(err.value)
+    assert "is not on this machine" in text and "HF_HUB_OFFLINE is set" in text
+    assert f"hf download {config.HUB['animatelcm_svd_xt'].repo_id}" in text
+    assert "world='toy'" in text
