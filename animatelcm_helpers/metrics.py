@@ -616,11 +616,12 @@ def unet_inputs(pipe, frames: int | None = None, height: int | None = None, widt
         raise _Captured
 
     handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    kwargs = {} if is_image_pipeline(pipe) else {"num_frames": frames or spec.frames}
     try:
         with torch.no_grad():
-            pipe(prompt="a video", num_frames=frames or spec.frames, height=height or spec.height,
-                 width=width or spec.width, num_inference_steps=1, guidance_scale=1.0,
-                 generator=torch.Generator("cpu").manual_seed(0), output_type="latent")
+            pipe(prompt="a video", height=height or spec.height, width=width or spec.width,
+                 num_inference_steps=1, guidance_scale=1.0, generator=torch.Generator("cpu").manual_seed(0),
+                 output_type="latent", **kwargs)
     except _Captured:
         pass
     finally:
@@ -644,6 +645,7 @@ def unet_flops_per_evaluation(pipe, frames: int | None = None, height: int | Non
 # ------------------------------------------------------------------------------------------
 
 PROMPTS = tuple(data.caption(d, direction) for d in range(10) for direction in DIRECTIONS)
+IMAGE_PROMPTS = tuple(data.caption(d) for d in range(10))  # "a zero" .. "a nine"
 SCHEDULER_NAMES = {
     "LCMScheduler": "lcm", "TCDScheduler": "tcd", "DDIMScheduler": "ddim",
     "EulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm++",
@@ -661,8 +663,16 @@ def video_seed(prompt_index: int, seed: int) -> int:
     return seed * 10_000 + prompt_index
 
 
+def is_image_pipeline(pipe) -> bool:
+    """True for a text-to-image pipeline (no ``num_frames`` argument), e.g. stage 1's student."""
+    import inspect
+
+    return "num_frames" not in inspect.signature(pipe.__call__).parameters
+
+
 def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, prompts=None,
-             seeds=(0,), batch: int = 40, label: str = "", nets: MetricNets | None = None) -> dict:
+             seeds=(0,), batch: int = 40, label: str = "", nets: MetricNets | None = None,
+             scheduler_kwargs: dict | None = None, call_kwargs: dict | None = None) -> dict:
     """Sample one video per (prompt, seed) and measure them: one row of the paper's table.
 
     The pipeline is called in batches of ``batch`` prompts, each video with its own CPU
@@ -672,11 +682,18 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     ``frechet`` (vs the real test reference set) and ``floor`` (:func:`real_floor` at the same number
     of videos; None below 2 videos), ``unet_evals`` (per video), ``gflops`` (UNet GFLOPs per video)
     and ``seconds`` (wall time per video, sampling and decoding). Default prompts: every digit
-    x every direction (40)."""
+    x every direction (40).
+
+    An image pipeline (:func:`is_image_pipeline`, e.g. stage 1's) is measured on still images
+    (default prompts :data:`IMAGE_PROMPTS`): ``digit`` only; direction and Frechet are None.
+    ``scheduler_kwargs`` go to the sampler's config (e.g. ``original_inference_steps``),
+    ``call_kwargs`` to the pipeline call (e.g. ``eta=0.3``, TCD's gamma)."""
     from . import pipelines
 
     nets = _nets(nets)  # fail before sampling, not after
-    prompts = list(PROMPTS if prompts is None else ([prompts] if isinstance(prompts, str) else prompts))
+    image = is_image_pipeline(pipe)
+    default = IMAGE_PROMPTS if image else PROMPTS
+    prompts = list(default if prompts is None else ([prompts] if isinstance(prompts, str) else prompts))
     if not prompts:
         raise UserError("no prompts: give at least one, e.g. 'a seven moving left'")
     if len(prompts) > 10_000:
@@ -693,7 +710,9 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     jobs = [(i, s) for s in seeds for i in range(len(prompts))]
     original = pipe.scheduler
     if scheduler is not None:
-        pipe.scheduler = pipelines.make_scheduler(scheduler, original.config)
+        pipe.scheduler = pipelines.make_scheduler(scheduler, original.config, **(scheduler_kwargs or {}))
+    elif scheduler_kwargs:
+        pipe.scheduler = original.__class__.from_config(original.config, **scheduler_kwargs)
     try:
         name = scheduler_name(pipe.scheduler)
         if name == "lcm" and steps > pipelines.MAX_LCM_STEPS:
@@ -703,21 +722,26 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
             chunk = jobs[start : start + batch]
             generators = [torch.Generator("cpu").manual_seed(video_seed(i, s)) for i, s in chunk]
             t0 = time.perf_counter()
+            kwargs = dict(call_kwargs or {})
+            if not image:
+                kwargs["num_frames"] = spec.frames
             with pipelines.count_unet_evaluations(pipe.unet, videos=len(chunk)) as counter, torch.inference_mode():
-                out = pipe(prompt=[prompts[i] for i, _ in chunk], num_frames=spec.frames, height=spec.height,
-                           width=spec.width, num_inference_steps=steps, guidance_scale=guidance,
-                           generator=generators, output_type="np")
+                out = pipe(prompt=[prompts[i] for i, _ in chunk], height=spec.height, width=spec.width,
+                           num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                           output_type="np", **kwargs)
             seconds += time.perf_counter() - t0
             evals.append(counter["n"])
-            frames = np.asarray(out.frames, dtype=np.float32)
+            frames = np.asarray(out.images, dtype=np.float32)[:, None] if image else np.asarray(out.frames, dtype=np.float32)
             videos.append(np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8))
-        flops = unet_flops_per_evaluation(pipe, spec.frames, spec.height, spec.width)
+        flops = unet_flops_per_evaluation(pipe, None if image else spec.frames, spec.height, spec.width)
     finally:
         pipe.scheduler = original
     videos = np.concatenate(videos)
     faith = faithfulness(videos, [prompts[i] for i, _ in jobs], nets)
     frechet = floor = None
-    if len(videos) >= 2:
+    if image:
+        faith["direction"] = faith["both"] = None
+    elif len(videos) >= 2:
         frechet = frechet_distance(video_features(videos, nets), reference_features(nets))
         floor = real_floor(min(len(videos), len(MovingDigits("test")) - REFERENCE_SIZE), nets=nets)
     unet_evals = max(evals)

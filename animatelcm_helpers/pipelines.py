@@ -190,10 +190,66 @@ def load_t2v(
         weight = spec.lcm_lora_weight if lcm_lora_weight is None else lcm_lora_weight
         check_range("lcm_lora_weight", weight, 0.0, 1.0)
         load_lora(pipe, spec.lcm_lora)
-        pipe.set_adapters([LCM_ADAPTER], [float(weight)])
+        set_adapter_weight(pipe, LCM_ADAPTER, weight)
     elif lcm_lora_weight not in (None, 0, 0.0):
         raise UserError(f"model {model!r} has no LCM LoRA; leave lcm_lora_weight unset")
     return _ready(pipe, spec, device)
+
+
+def style_weights(style: str) -> Weights:
+    """A personalized style of the toy zoo (an image-only LoRA in ``<zoo>/styles``)."""
+    from .toy.data import STYLES
+
+    styles = [s for s in STYLES if s != "plain"]
+    if style not in styles:
+        raise UserError(f"unknown style {style!r}; choose one of: {', '.join(styles)}")
+    return config.toy_weights("styles", f"{style}.safetensors")
+
+
+def add_style(pipe, style: str, weight: float = 0.8) -> None:
+    """Load a toy style LoRA into ``pipe`` next to the LCM LoRA (if any), at ``weight`` (0..2,
+    the demo's personal-LoRA alpha); the other adapters keep their weights."""
+    weight = check_range("style weight", weight, 0.0, 2.0)
+    load_lora(pipe, style_weights(style), adapter_name=style)
+    set_adapter_weight(pipe, style, weight)
+
+
+def set_adapter_weight(pipe, name: str, weight: float) -> None:
+    """Set one loaded LoRA's weight, keeping the others' (``pipe.adapter_weights`` holds them)."""
+    weights = dict(getattr(pipe, "adapter_weights", {}))
+    weights[name] = float(weight)
+    pipe.set_adapters(list(weights), list(weights.values()))
+    pipe.adapter_weights = weights
+
+
+def load_t2i(world: str | None = None, unet=None, lcm_lora: str | Path | None = None, lcm_lora_weight: float = 1.0,
+             scheduler: str = "lcm", steps: int = 4, guidance: float = 1.0, device: str | None = None):
+    """Text-to-image (stage 1): the world's base image model as a ``StableDiffusionPipeline``.
+
+    ``unet`` replaces its UNet (e.g. the full LCD student, w-conditioned: its ``guidance`` is
+    w + 1 and feeds the w-embedding, not CFG); ``lcm_lora`` is a folder holding an LCM LoRA in
+    diffusers' format (``AnimateLCM_sd15_t2v_lora.safetensors``), loaded at ``lcm_lora_weight``.
+    ``pipe.model_spec`` carries the defaults ``steps`` and ``guidance`` (frames = 1).
+    """
+    from diffusers import StableDiffusionPipeline
+
+    settings = config.with_world(world) if world else config.current()
+    base = config.model_spec("teacher", settings.world).base
+    extra = {"unet": unet} if unet is not None else {}
+    pipe = from_pretrained(StableDiffusionPipeline, base, "base model", dtype=settings.dtype,
+                           safety_checker=None, requires_safety_checker=False, **extra)
+    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    if lcm_lora is not None:
+        weight = check_range("lcm_lora_weight", lcm_lora_weight, 0.0, 1.0)
+        folder = Path(lcm_lora)
+        if not (folder / config.TOY_LCM_LORA).is_file():
+            raise UserError(f"no LCM LoRA {config.TOY_LCM_LORA} in {folder}; give the folder distill.save_lora wrote")
+        load_lora(pipe, Weights(str(folder), revision=None, weight_name=config.TOY_LCM_LORA, local=True))
+        set_adapter_weight(pipe, LCM_ADAPTER, weight)
+    teacher = config.model_spec("teacher", settings.world)
+    spec = ModelSpec("t2i", "text-to-image", base, None, None, lcm_lora_weight, scheduler, steps, guidance,
+                     1, teacher.height, teacher.width)
+    return _ready(pipe, spec, device or settings.device)
 
 
 def _ready(pipe, spec: ModelSpec, device: str):

@@ -164,12 +164,15 @@ def fit(
     warmup: int = 0,
     progress: bool = True,
     on_save: Callable[[int], None] | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train the trainable parameters of ``modules`` for ``steps`` steps of ``loss_fn``.
 
     ``loss_fn(step, generator)`` draws its batch and noise from ``generator`` and returns the
     loss. Resumes from ``folder/checkpoint`` when there is one. AdamW with a linear warm-up and
     cosine decay to 10% of ``lr``. Ctrl-C saves a checkpoint at the current step, then re-raises.
+    ``after_step(step)`` runs after each optimizer step, before any checkpoint (an EMA update
+    goes there, so a checkpoint always holds the online and target weights of the same step).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -195,7 +198,8 @@ def fit(
         before = checkpoint_seconds(folder)
     opt = accelerator.prepare(opt)
     for m in modules.values():
-        m.to(accelerator.device)
+        if any(p.device != accelerator.device for p in m.parameters()):
+            m.to(accelerator.device)
     result = FitResult(losses=losses, resumed_from=start)
     t0 = time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=recipe, disable=not progress, leave=False)
@@ -208,6 +212,8 @@ def fit(
             accelerator.backward(loss)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if after_step:
+                after_step(step)
             losses.append(float(loss.detach()))
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")

@@ -1,0 +1,354 @@
+"""Latent consistency distillation (LCD): AnimateLCM's stage 1 (images) and stage 2 (videos).
+
+The student f_theta is a consistency function on the teacher's discrete timesteps (LCM):
+
+    f_theta(x_t, t) = c_skip(t) x_t + c_out(t) x0_hat(eps_theta(x_t, t)),
+    x0_hat(eps)     = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+
+One LCD step (Luo et al. 2023; AnimateLCM eq. 6-8), on the skipping grid t_n = 20 n - 1
+(k = 1000 / 50 = 20; 19, 39, ..., 999) with t_prev = t - k:
+
+    x_t    = sqrt(abar_t) x0 + sqrt(1 - abar_t) z                  (z ~ N(0, I))
+    x0_w   = x0_c + w (x0_c - x0_u),   eps_w = eps_c + w (eps_c - eps_u)   (the guided teacher)
+    x_prev = sqrt(abar_prev) x0_w + sqrt(1 - abar_prev) eps_w      (one DDIM step t -> t_prev)
+    L      = d( f_theta(x_t, t, w), f_theta-(x_prev, t_prev, w) )   (d: pseudo-Huber, c = 0.001)
+
+``w ~ U[w_min, w_max]`` (LCM's w is the CFG scale minus 1). Two stage-1 students:
+
+* ``"lora"`` (LCM-LoRA): a LoRA on the teacher UNet, no w input; the target f_theta- is the
+  same network without gradients, and the teacher is that network with the LoRA switched off.
+* ``"full"`` (LCD): a copy of the teacher with a w-embedding (``time_cond_proj_dim``) trained
+  whole, and an EMA target theta- <- mu theta- + (1 - mu) theta (mu = 0.95).
+
+Stage 2 (:func:`distill_video`) inflates the UNet with motion modules (initialised from the video
+teacher's) and distils the video teacher the same way. AnimateLCM's *decoupled* initialisation:
+the stage-1 LoRA goes into the ONLINE student only; the EMA target starts without it and picks
+it up through the EMA (``lora_in_target=False``).
+
+All functions take latents in either layout: images (B, C, h, w) or videos (B, F, C, h, w);
+a model callable ``(x, t, text, w) -> eps`` hides which network runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import training
+from .config import UserError
+from .consistency import append_dims, ema_update, l2, pseudo_huber, scalings_lcm
+
+SOLVER_STEPS = 50  # the DDIM solver's grid: k = 1000 // 50 = 20
+W_EMBEDDING_DIM = 256  # LCD's guidance embedding (time_cond_proj_dim)
+LCM_LORA_RANK = 16
+ADAPTER = "lcm"
+# Spatial layers the LCM LoRA adapts: attention projections, transformer in/out, resnet convs.
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "conv1", "conv2")
+W_RANGE = {"lora": (5.5, 7.5), "full": (2.0, 12.0)}  # the teacher's CFG 7.5 is w = 6.5
+DISTANCES = {"huber": pseudo_huber, "l2": l2}
+
+
+# ------------------------------------------------------------------------------------------
+# The pieces of one LCD step
+# ------------------------------------------------------------------------------------------
+
+
+def solver_timesteps(solver_steps: int = SOLVER_STEPS, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """The skipping grid t_n = n k - 1, n = 1..N, k = num_train_timesteps // N (19, 39, ..., 999)."""
+    k = num_train_timesteps // solver_steps
+    return torch.arange(1, solver_steps + 1) * k - 1
+
+
+def w_embedding(w: torch.Tensor, dim: int = W_EMBEDDING_DIM) -> torch.Tensor:
+    """LCD's guidance-scale embedding (sinusoidal, as for timesteps), of 1000 w:
+
+        e = [sin(1000 w f_j), cos(1000 w f_j)],  f_j = exp(-j ln(10000) / (dim/2 - 1)),  j < dim/2
+    """
+    w = torch.as_tensor(w, dtype=torch.float32).reshape(-1) * 1000.0
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    emb = w[:, None] * freqs[None, :]
+    emb = torch.cat([emb.sin(), emb.cos()], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+def predicted_x0(eps: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
+    """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t); ``abar_t`` one value per sample."""
+    a = append_dims(abar_t, x_t.ndim)
+    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+def ddim_step(x0: torch.Tensor, eps: torch.Tensor, abar_prev: torch.Tensor) -> torch.Tensor:
+    """The DDIM ODE step to t_prev: x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps."""
+    a = append_dims(abar_prev, x0.ndim)
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def guided(cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Classifier-free guidance in the LCM form: cond + w (cond - uncond) (CFG scale w + 1)."""
+    return cond + append_dims(w, cond.ndim) * (cond - uncond)
+
+
+def consistency_prediction(eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor):
+    """f(x_t, t) = c_skip(t) x_t + c_out(t) x0_hat(eps), LCM's boundary scalings (c_skip(0) = 1)."""
+    c_skip, c_out = scalings_lcm(t.float())
+    x0 = predicted_x0(eps, x_t, alphas_cumprod[t])
+    return append_dims(c_skip, x_t.ndim) * x_t + append_dims(c_out, x_t.ndim) * x0
+
+
+def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Tensor, text: torch.Tensor,
+             uncond: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator, w_range=(5.5, 7.5),
+             distance: Callable = pseudo_huber, solver_steps: int = SOLVER_STEPS) -> torch.Tensor:
+    """One LCD loss (the module docstring's formulas) on a batch of clean latents ``x0``.
+
+    ``online(x, t, text, w)`` and ``target(x, t, text, w)`` return the student's eps (the target
+    is called without gradients), ``teacher(x, t, text)`` the teacher's eps; ``text`` are the
+    captions' embeddings (B, tokens, dim), ``uncond`` the empty caption's (1, tokens, dim).
+    Noise, timesteps and w are drawn from ``g``.
+    """
+    b = x0.shape[0]
+    grid = solver_timesteps(solver_steps, len(alphas_cumprod))
+    k = len(alphas_cumprod) // solver_steps
+    t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
+    t_prev = (t - k).clamp(min=0)
+    w = w_range[0] + (w_range[1] - w_range[0]) * torch.rand(b, generator=g)
+    z = torch.randn(x0.shape, generator=g)
+    abar = alphas_cumprod[t]
+    x_t = append_dims(abar.sqrt(), x0.ndim) * x0 + append_dims((1 - abar).sqrt(), x0.ndim) * z
+
+    pred = consistency_prediction(online(x_t, t, text, w), x_t, t, alphas_cumprod)
+    with torch.no_grad():
+        eps = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, uncond.expand_as(text)]))
+        eps_c, eps_u = eps.chunk(2)
+        x0_w = guided(predicted_x0(eps_c, x_t, abar), predicted_x0(eps_u, x_t, abar), w)
+        x_prev = ddim_step(x0_w, guided(eps_c, eps_u, w), alphas_cumprod[t_prev])
+        goal = consistency_prediction(target(x_prev, t_prev, text, w), x_prev, t_prev, alphas_cumprod)
+    return distance(pred.float(), goal.float()).mean()
+
+
+# ------------------------------------------------------------------------------------------
+# Networks: the LCM LoRA, the w-conditioned student, calls in either layout
+# ------------------------------------------------------------------------------------------
+
+
+def lora_config(rank: int = LCM_LORA_RANK, spatial_only: bool = False):
+    """peft LoraConfig of the LCM LoRA (alpha = rank, so the LoRA scale is 1). ``spatial_only``
+    leaves the motion modules out (on a UNetMotionModel)."""
+    from peft import LoraConfig
+
+    if spatial_only:  # a regex: every target layer whose name does not run through a motion module
+        names = "|".join(n.replace(".", r"\.") for n in LORA_TARGETS)
+        return LoraConfig(r=rank, lora_alpha=rank, target_modules=rf"^(?!.*motion_modules).*\.({names})$")
+    return LoraConfig(r=rank, lora_alpha=rank, target_modules=list(LORA_TARGETS))
+
+
+def add_lcm_lora(unet, rank: int = LCM_LORA_RANK, spatial_only: bool = False, seed: int = 0):
+    """Add the LCM LoRA to ``unet`` in place, active; returns it. lora_B = 0 (the LoRA starts
+    as a no-op); lora_A is drawn from a generator seeded by ``seed`` (not the global one), so
+    two runs of a recipe start from the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet.add_adapter(lora_config(rank, spatial_only), adapter_name=ADAPTER)
+    unet.set_adapter(ADAPTER)
+    return unet
+
+
+def lora_state_dict(unet) -> dict:
+    """The LCM LoRA's weights (peft names), for ``zoo.save_unet_lora`` / diffusers' LoRA format."""
+    from peft import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(unet, adapter_name=ADAPTER)
+
+
+def w_conditioned_student(teacher_unet, dim: int = W_EMBEDDING_DIM):
+    """LCD's full student: the teacher's UNet config plus ``time_cond_proj_dim`` (the w input),
+    with the teacher's weights. The new w projection starts at zero (the LCD script leaves it
+    random), so the student starts out as exactly the teacher for every w."""
+    from diffusers import UNet2DConditionModel
+
+    student = UNet2DConditionModel.from_config({**teacher_unet.config, "time_cond_proj_dim": dim})
+    missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
+    if unexpected or any("cond_proj" not in m for m in missing):
+        raise RuntimeError(f"teacher and student UNets differ: {missing} {unexpected}")
+    with torch.no_grad():
+        student.time_embedding.cond_proj.weight.zero_()
+    return student.train()
+
+
+def unet_call(unet, with_w: bool = False) -> Callable:
+    """``(x, t, text, w) -> eps`` for a UNet2DConditionModel (images) or a UNetMotionModel
+    (videos, given as (B, F, C, h, w) latents; the text repeats per frame)."""
+
+    def call(x, t, text, w=None):
+        cond = w_embedding(w).to(x) if with_w else None
+        if x.ndim == 5:  # video
+            b, f = x.shape[:2]
+            out = unet(x.permute(0, 2, 1, 3, 4), t, encoder_hidden_states=text.repeat_interleave(f, dim=0),
+                       timestep_cond=cond).sample
+            return out.permute(0, 2, 1, 3, 4)
+        return unet(x, t, encoder_hidden_states=text, timestep_cond=cond).sample
+
+    return call
+
+
+def _batch_fn(latents: torch.Tensor, ids: torch.Tensor, text: torch.Tensor, batch: int, loss: Callable):
+    """``loss_fn(step, g)`` for ``training.fit``: draw ``batch`` latents and captions, one LCD loss."""
+    if len(latents) == 0:
+        raise UserError("the training set is empty: give at least one latent (and its caption)")
+    if len(latents) != len(ids):
+        raise UserError(f"{len(latents)} latents but {len(ids)} captions: give one caption per latent")
+
+    def loss_fn(step, g):
+        idx = torch.randint(0, len(latents), (batch,), generator=g)
+        return loss(latents[idx], text[ids[idx]], g)
+
+    return loss_fn
+
+
+def _check(steps, batch, w_range, distance):
+    if not isinstance(batch, int) or batch < 1:
+        raise UserError(f"batch must be a whole number of at least 1, got {batch!r}")
+    if len(w_range) != 2 or not 0 <= w_range[0] <= w_range[1]:
+        raise UserError(f"w_range must be (w_min, w_max) with 0 <= w_min <= w_max, got {w_range!r}")
+    if distance not in DISTANCES:
+        raise UserError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    return DISTANCES[distance]
+
+
+# ------------------------------------------------------------------------------------------
+# Stage 1: image consistency distillation
+# ------------------------------------------------------------------------------------------
+
+
+def distill_image(folder, teacher_unet, latents: torch.Tensor, ids: torch.Tensor, text: torch.Tensor,
+                  alphas_cumprod: torch.Tensor, steps: int, variant: str = "lora", batch: int = 32,
+                  lr: float | None = None, rank: int = LCM_LORA_RANK, w_range=None, ema: float = 0.95,
+                  distance: str = "huber", seed: int = 0, save_every: int = 100, progress: bool = True):
+    """Stage 1: distil the image teacher into an image consistency model.
+
+    ``latents`` (N, C, h, w) clean image latents, ``ids`` their caption indices into ``text``
+    (captions' embeddings; ``text[0]`` is the empty caption, the teacher's unconditional input).
+    ``variant="lora"`` returns the teacher UNet (deep-copied) carrying the trained LCM LoRA;
+    ``"full"`` returns the w-conditioned student. Checkpoints in ``folder`` resume exactly.
+    Returns ``(unet, fit)``.
+    """
+    if variant not in W_RANGE:
+        raise UserError(f"unknown variant {variant!r}; choose 'lora' (LCM-LoRA) or 'full' (LCD with an EMA target)")
+    w_range = W_RANGE[variant] if w_range is None else tuple(w_range)
+    dist = _check(steps, batch, w_range, distance)
+    teacher_unet = teacher_unet.eval().requires_grad_(False)
+    if variant == "lora":
+        unet = add_lcm_lora(copy.deepcopy(teacher_unet), rank)
+        online = target = unet_call(unet)
+
+        def teacher(x, t, e):  # the same network with the LoRA switched off
+            unet.disable_adapters()
+            try:
+                return unet_call(unet)(x, t, e)
+            finally:
+                unet.enable_adapters()
+
+        modules, after = {"unet": unet}, None
+        lr = 1e-3 if lr is None else lr
+    else:
+        unet = w_conditioned_student(teacher_unet)
+        ema_net = copy.deepcopy(unet).requires_grad_(False)
+        online, target, teacher = unet_call(unet, True), unet_call(ema_net, True), unet_call(teacher_unet)
+        modules = {"unet": unet, "target": ema_net}
+
+        def after(step):
+            ema_update(ema_net, unet, ema)
+
+        lr = 2e-4 if lr is None else lr
+    uncond = text[:1]
+    loss_fn = _batch_fn(latents, ids, text, batch, lambda x0, e, g: lcd_loss(
+        online, target, teacher, x0, e, uncond, alphas_cumprod, g, w_range, dist))
+    fit = training.fit(f"lcd-image-{variant}", modules, loss_fn, steps, lr, folder, seed=seed,
+                       save_every=save_every, progress=progress, after_step=after)
+    return unet.eval(), fit
+
+
+# ------------------------------------------------------------------------------------------
+# Stage 2: video consistency distillation, with the decoupled initialisation
+# ------------------------------------------------------------------------------------------
+
+
+def video_student(unet, adapter, rank: int = LCM_LORA_RANK, lora: dict | None = None, train_lora: bool = True):
+    """The inflated student: ``unet`` + a copy of ``adapter``'s motion modules (trainable) + a
+    spatial LCM LoRA (zero, or the stage-1 weights ``lora``; trainable if ``train_lora``)."""
+    from diffusers import UNetMotionModel
+    from peft import set_peft_model_state_dict
+
+    model = UNetMotionModel.from_unet2d(copy.deepcopy(unet), copy.deepcopy(adapter))
+    add_lcm_lora(model, rank, spatial_only=True)
+    if lora is not None:
+        result = set_peft_model_state_dict(model, lora, adapter_name=ADAPTER)
+        if getattr(result, "unexpected_keys", None):
+            raise UserError("the stage-1 LoRA does not fit this UNet (unexpected keys); distil it from the same base")
+    model.requires_grad_(False)
+    for name, p in model.named_parameters():
+        if ("lora_" in name and train_lora) or ("motion_modules" in name and "lora_" not in name):
+            p.requires_grad_(True)
+    return model.train()
+
+
+def distill_video(folder, unet, teacher_adapter, latents: torch.Tensor, ids: torch.Tensor, text: torch.Tensor,
+                  alphas_cumprod: torch.Tensor, steps: int, init_lora: dict | None = None,
+                  lora_in_target: bool = False, train_lora: bool = True, rank: int = LCM_LORA_RANK,
+                  batch: int = 8, lr: float = 2e-4, w_range=W_RANGE["lora"], ema: float = 0.95,
+                  distance: str = "huber", seed: int = 0, save_every: int = 100, progress: bool = True,
+                  recipe: str = "lcd-video"):
+    """Stage 2: distil the video teacher (``unet`` + ``teacher_adapter``, DDIM with CFG) into a
+    video consistency model: motion modules (from the teacher's) + a spatial LCM LoRA.
+
+    ``init_lora`` is the stage-1 LoRA (peft names). AnimateLCM's decoupled initialisation puts
+    it into the online student only (``lora_in_target=False``): the EMA target starts as the
+    teacher's weights and takes the LoRA in through theta- <- mu theta- + (1 - mu) theta.
+    ``lora_in_target=True`` starts both with it; ``init_lora=None`` distils from scratch.
+    ``latents`` (N, F, C, h, w). Returns ``(student, fit)``; the student is a UNetMotionModel
+    whose motion modules (``recipes.extract_adapter``) and LoRA (:func:`lora_state_dict`) ship.
+    """
+    from .toy.recipes import motion_unet
+
+    dist = _check(steps, batch, tuple(w_range), distance)
+    if latents.ndim != 5:
+        raise UserError(f"video latents must be (videos, frames, channels, h, w), got {tuple(latents.shape)}")
+    teacher_net = motion_unet(copy.deepcopy(unet), teacher_adapter).eval().requires_grad_(False)
+    online_net = video_student(unet, teacher_adapter, rank, init_lora, train_lora)
+    if lora_in_target or init_lora is None:
+        target_net = copy.deepcopy(online_net)
+    else:
+        target_net = video_student(unet, teacher_adapter, rank, None)  # no LoRA yet: lora_B = 0
+        with torch.no_grad():  # the same A matrices, so only B (the product B A) differs
+            for p_t, (name, p_o) in zip(target_net.parameters(), online_net.named_parameters()):
+                if "lora_A" in name:
+                    p_t.copy_(p_o)
+    target_net.requires_grad_(False).eval()
+
+    def after(step):
+        ema_update(target_net, online_net, ema)
+
+    uncond = text[:1]
+    online, target, teacher = unet_call(online_net), unet_call(target_net), unet_call(teacher_net)
+    loss_fn = _batch_fn(latents, ids, text, batch, lambda x0, e, g: lcd_loss(
+        online, target, teacher, x0, e, uncond, alphas_cumprod, g, tuple(w_range), dist))
+    fit = training.fit(recipe, {"unet": online_net, "target": target_net}, loss_fn, steps, lr, folder, seed=seed,
+                       save_every=save_every, progress=progress, after_step=after)
+    return online_net.eval(), fit
+
+
+def save_student(folder, student) -> Path:
+    """Write a stage-2 student as the toy AnimateLCM: the motion adapter (diffusers format) and
+    the LCM LoRA (diffusers' LoRA format), side by side, as the official AnimateLCM repository ships them."""
+    from .toy import zoo
+    from .toy.recipes import extract_adapter
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    extract_adapter(student).save_pretrained(folder, safe_serialization=True)
+    zoo.save_unet_lora(folder, lora_state_dict(student))
+    return folder
