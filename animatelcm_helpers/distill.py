@@ -102,13 +102,14 @@ def consistency_prediction(eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
 
 def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Tensor, text: torch.Tensor,
              uncond: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator, w_range=(5.5, 7.5),
-             distance: Callable = pseudo_huber, solver_steps: int = SOLVER_STEPS) -> torch.Tensor:
+             distance: Callable = pseudo_huber, solver_steps: int = SOLVER_STEPS, device=None) -> torch.Tensor:
     """One LCD loss (the module docstring's formulas) on a batch of clean latents ``x0``.
 
     ``online(x, t, text, w)`` and ``target(x, t, text, w)`` return the student's eps (the target
     is called without gradients), ``teacher(x, t, text)`` the teacher's eps; ``text`` are the
     captions' embeddings (B, tokens, dim), ``uncond`` the empty caption's (1, tokens, dim).
-    Noise, timesteps and w are drawn from ``g``.
+    Noise, timesteps and w are drawn from ``g`` for the whole batch; under ``accelerate launch``
+    each process then keeps its share (``training.shard()``). ``device``: where to compute.
     """
     b = x0.shape[0]
     grid = solver_timesteps(solver_steps, len(alphas_cumprod))
@@ -117,6 +118,11 @@ def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Te
     t_prev = (t - k).clamp(min=0)
     w = w_range[0] + (w_range[1] - w_range[0]) * torch.rand(b, generator=g)
     z = torch.randn(x0.shape, generator=g)
+    part = training.shard()  # under accelerate launch: this process's share of the batch
+    x0, text, t, t_prev, w, z = x0[part], text[part], t[part], t_prev[part], w[part], z[part]
+    if device is not None:  # drawn on the CPU (the same numbers on any device), computed on ``device``
+        x0, text, t, t_prev, w, z, uncond, alphas_cumprod = (
+            v.to(device) for v in (x0, text, t, t_prev, w, z, uncond, alphas_cumprod))
     abar = alphas_cumprod[t]
     x_t = append_dims(abar.sqrt(), x0.ndim) * x0 + append_dims((1 - abar).sqrt(), x0.ndim) * z
 
@@ -157,6 +163,14 @@ def add_lcm_lora(unet, rank: int = LCM_LORA_RANK, spatial_only: bool = False, se
     return unet
 
 
+def load_lora_state_dict(path) -> dict:
+    """A LoRA file in diffusers' format (``zoo.save_unet_lora``) back to peft names (no ``unet.``)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    return {k.removeprefix("unet."): v for k, v in state.items()}
+
+
 def lora_state_dict(unet) -> dict:
     """The LCM LoRA's weights (peft names), for ``zoo.save_unet_lora`` / diffusers' LoRA format."""
     from peft import get_peft_model_state_dict
@@ -184,6 +198,8 @@ def unet_call(unet, with_w: bool = False) -> Callable:
     (videos, given as (B, F, C, h, w) latents; the text repeats per frame)."""
 
     def call(x, t, text, w=None):
+        if _device(unet) != x.device:  # a frozen teacher or target that fit() did not move
+            unet.to(x.device)
         cond = w_embedding(w).to(x) if with_w else None
         if x.ndim == 5:  # video
             b, f = x.shape[:2]
@@ -193,6 +209,10 @@ def unet_call(unet, with_w: bool = False) -> Callable:
         return unet(x, t, encoder_hidden_states=text, timestep_cond=cond).sample
 
     return call
+
+
+def _device(module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def _batch_fn(latents: torch.Tensor, ids: torch.Tensor, text: torch.Tensor, batch: int, loss: Callable):
@@ -266,7 +286,7 @@ def distill_image(folder, teacher_unet, latents: torch.Tensor, ids: torch.Tensor
         lr = 2e-4 if lr is None else lr
     uncond = text[:1]
     loss_fn = _batch_fn(latents, ids, text, batch, lambda x0, e, g: lcd_loss(
-        online, target, teacher, x0, e, uncond, alphas_cumprod, g, w_range, dist))
+        online, target, teacher, x0, e, uncond, alphas_cumprod, g, w_range, dist, device=_device(unet)))
     fit = training.fit(f"lcd-image-{variant}", modules, loss_fn, steps, lr, folder, seed=seed,
                        save_every=save_every, progress=progress, after_step=after)
     return unet.eval(), fit
@@ -283,7 +303,10 @@ def video_student(unet, adapter, rank: int = LCM_LORA_RANK, lora: dict | None = 
     from diffusers import UNetMotionModel
     from peft import set_peft_model_state_dict
 
-    model = UNetMotionModel.from_unet2d(copy.deepcopy(unet), copy.deepcopy(adapter))
+    from .pipelines import quiet_loading
+
+    with quiet_loading():  # from_unet2d's .to() warns about float32 modules it does not have
+        model = UNetMotionModel.from_unet2d(copy.deepcopy(unet), copy.deepcopy(adapter))
     add_lcm_lora(model, rank, spatial_only=True)
     if lora is not None:
         result = set_peft_model_state_dict(model, lora, adapter_name=ADAPTER)
@@ -301,7 +324,7 @@ def distill_video(folder, unet, teacher_adapter, latents: torch.Tensor, ids: tor
                   lora_in_target: bool = False, train_lora: bool = True, rank: int = LCM_LORA_RANK,
                   batch: int = 8, lr: float = 2e-4, w_range=W_RANGE["lora"], ema: float = 0.95,
                   distance: str = "huber", seed: int = 0, save_every: int = 100, progress: bool = True,
-                  recipe: str = "lcd-video"):
+                  recipe: str = "lcd-video", on_save: Callable | None = None):
     """Stage 2: distil the video teacher (``unet`` + ``teacher_adapter``, DDIM with CFG) into a
     video consistency model: motion modules (from the teacher's) + a spatial LCM LoRA.
 
@@ -309,8 +332,10 @@ def distill_video(folder, unet, teacher_adapter, latents: torch.Tensor, ids: tor
     it into the online student only (``lora_in_target=False``): the EMA target starts as the
     teacher's weights and takes the LoRA in through theta- <- mu theta- + (1 - mu) theta.
     ``lora_in_target=True`` starts both with it; ``init_lora=None`` distils from scratch.
-    ``latents`` (N, F, C, h, w). Returns ``(student, fit)``; the student is a UNetMotionModel
-    whose motion modules (``recipes.extract_adapter``) and LoRA (:func:`lora_state_dict`) ship.
+    ``latents`` (N, F, C, h, w). ``on_save(step, student)`` runs at each checkpoint (e.g. to
+    measure the student during training). Returns ``(student, fit)``; the student is a
+    UNetMotionModel whose motion modules (``recipes.extract_adapter``) and LoRA
+    (:func:`lora_state_dict`) ship.
     """
     from .toy.recipes import motion_unet
 
@@ -335,9 +360,10 @@ def distill_video(folder, unet, teacher_adapter, latents: torch.Tensor, ids: tor
     uncond = text[:1]
     online, target, teacher = unet_call(online_net), unet_call(target_net), unet_call(teacher_net)
     loss_fn = _batch_fn(latents, ids, text, batch, lambda x0, e, g: lcd_loss(
-        online, target, teacher, x0, e, uncond, alphas_cumprod, g, tuple(w_range), dist))
+        online, target, teacher, x0, e, uncond, alphas_cumprod, g, tuple(w_range), dist, device=_device(online_net)))
     fit = training.fit(recipe, {"unet": online_net, "target": target_net}, loss_fn, steps, lr, folder, seed=seed,
-                       save_every=save_every, progress=progress, after_step=after)
+                       save_every=save_every, progress=progress, after_step=after,
+                       on_save=(lambda step: on_save(step, online_net)) if on_save else None)
     return online_net.eval(), fit
 
 

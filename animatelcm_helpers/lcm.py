@@ -422,3 +422,43 @@ def scaling_curves(
     t = np.arange(num_train_timesteps, dtype=np.float64)
     c_skip, c_out = scalings_lcm(torch.from_numpy(t), sigma_data=sigma_data, timestep_scaling=timestep_scaling)
     return t, c_skip.numpy(), c_out.numpy()
+
+
+# ------------------------------------------------------------------------------------------
+# On a real pipeline: our loop on an AnimateDiff pipeline's UNet, checked against the pipeline
+# ------------------------------------------------------------------------------------------
+
+
+def initial_latents(pipe, frames: int, height: int, width: int, seed: int) -> torch.Tensor:
+    """x_T ~ N(0, I) of shape (1, C, F, h, w), from a CPU generator seeded by ``seed``."""
+    factor = pipe.vae_scale_factor
+    shape = (1, pipe.unet.config.in_channels, frames, height // factor, width // factor)
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+
+
+@torch.no_grad()
+def sample_video(pipe, prompt: str, steps: int = 4, seed: int = 0, noise_seed: int = 1, original_steps: int = 50):
+    """Sample ``prompt`` with :func:`lcm_sample` on ``pipe``'s UNet (an AnimateDiff pipeline with
+    an LCM; no CFG): x_T from ``seed``, the re-noising draws from ``noise_seed``. Returns
+    ``(latents, trajectory, x_T)``; ``pipe(..., latents=x_T, generator=Generator().manual_seed(
+    noise_seed), output_type="latent")`` with an ``LCMScheduler`` gives the same latents."""
+    spec = pipe.model_spec
+    x_T = initial_latents(pipe, spec.frames, spec.height, spec.width, seed)
+    embeds, _ = pipe.encode_prompt(prompt, "cpu", 1, False)
+    embeds = embeds.repeat_interleave(spec.frames, dim=0)  # one copy per frame, as the pipeline does
+    alphas = pipe.scheduler.alphas_cumprod
+
+    def model_fn(x, t):
+        return pipe.unet(x, t, encoder_hidden_states=embeds).sample
+
+    generator = torch.Generator("cpu").manual_seed(noise_seed)
+    latents, trajectory = lcm_sample(model_fn, x_T, alphas, steps, generator, original_steps, return_trajectory=True)
+    return latents, trajectory, x_T
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor) -> np.ndarray:
+    """Video latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3), through the pipeline's VAE."""
+    video = pipe.decode_latents(latents)
+    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+    return np.clip(np.round(np.asarray(frames) * 255.0), 0, 255).astype(np.uint8)

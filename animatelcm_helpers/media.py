@@ -149,3 +149,12 @@ def show_frames(frames, title: str | None = None, scale: int | None = None) -> N
     grid = frame_grid(frames)
     scale = scale or max(1, 128 // max(as_video(frames).shape[1:3]))
     mediapy.show_image(upscale(grid[None], scale)[0], title=title)
+
+
+def show_rows(videos: dict, scale: int | None = None) -> None:
+    """Several videos as labelled rows of frames: ``show_rows({"step 1": v1, "step 2": v2})``."""
+    import mediapy
+
+    grids = {k: frame_grid(v) for k, v in videos.items()}
+    scale = scale or max(1, 128 // max(max(as_video(v).shape[1:3]) for v in videos.values()))
+    mediapy.show_images([upscale(g[None], scale)[0] for g in grids.values()], titles=list(grids), columns=1)

@@ -20,7 +20,7 @@ import contextlib
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -227,8 +227,8 @@ def load_t2i(world: str | None = None, unet=None, lcm_lora: str | Path | None = 
     """Text-to-image (stage 1): the world's base image model as a ``StableDiffusionPipeline``.
 
     ``unet`` replaces its UNet (e.g. the full LCD student, w-conditioned: its ``guidance`` is
-    w + 1 and feeds the w-embedding, not CFG); ``lcm_lora`` is a folder holding an LCM LoRA in
-    diffusers' format (``AnimateLCM_sd15_t2v_lora.safetensors``), loaded at ``lcm_lora_weight``.
+    w + 1 and feeds the w-embedding, not CFG); ``lcm_lora`` is an LCM LoRA file in diffusers'
+    format (stage 1's ``<zoo>/image-lcm/lcm_lora.safetensors``), loaded at ``lcm_lora_weight``.
     ``pipe.model_spec`` carries the defaults ``steps`` and ``guidance`` (frames = 1).
     """
     from diffusers import StableDiffusionPipeline
@@ -241,15 +241,26 @@ def load_t2i(world: str | None = None, unet=None, lcm_lora: str | Path | None = 
     pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     if lcm_lora is not None:
         weight = check_range("lcm_lora_weight", lcm_lora_weight, 0.0, 1.0)
-        folder = Path(lcm_lora)
-        if not (folder / config.TOY_LCM_LORA).is_file():
-            raise UserError(f"no LCM LoRA {config.TOY_LCM_LORA} in {folder}; give the folder distill.save_lora wrote")
-        load_lora(pipe, Weights(str(folder), revision=None, weight_name=config.TOY_LCM_LORA, local=True))
+        path = Path(lcm_lora)
+        if not (path.is_file() and path.suffix == ".safetensors"):
+            raise UserError(f"lcm_lora must be a LoRA .safetensors file (diffusers' format), got {str(path)!r}")
+        load_lora(pipe, Weights(str(path.parent), revision=None, weight_name=path.name, local=True))
         set_adapter_weight(pipe, LCM_ADAPTER, weight)
     teacher = config.model_spec("teacher", settings.world)
     spec = ModelSpec("t2i", "text-to-image", base, None, None, lcm_lora_weight, scheduler, steps, guidance,
                      1, teacher.height, teacher.width)
     return _ready(pipe, spec, device or settings.device)
+
+
+def with_unet(pipe, unet, scheduler: str = "lcm", spec: ModelSpec | None = None):
+    """A new pipeline of ``pipe``'s kind sharing its parts but with ``unet`` (e.g. a student being
+    trained: a UNetMotionModel for AnimateDiff, a UNet2DConditionModel for images) and the named
+    sampler; ``spec`` (default: the world's "animatelcm") gives its defaults."""
+    parts = {**pipe.components, "unet": unet, "scheduler": make_scheduler(scheduler, pipe.scheduler.config)}
+    new = type(pipe)(**parts)
+    new.set_progress_bar_config(disable=True)
+    new.model_spec = spec or replace(config.model_spec("animatelcm"), scheduler=scheduler)
+    return new
 
 
 def _ready(pipe, spec: ModelSpec, device: str):

@@ -45,6 +45,18 @@ def rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng((seed, step))
 
 
+_SHARD = slice(None)  # this process's share of a batch: set by fit() under accelerate launch
+
+
+def shard() -> slice:
+    """The slice of a (global) batch this process trains on: ``slice(rank, None, processes)``
+    under ``accelerate launch``, everything otherwise. A recipe draws its whole batch from the
+    step's generator (the same on every process), then keeps ``batch[training.shard()]``; with
+    the gradients averaged across processes, N processes train exactly like one process with
+    the whole batch (up to float rounding)."""
+    return _SHARD
+
+
 # ------------------------------------------------------------------------------------------
 # Checkpoints
 # ------------------------------------------------------------------------------------------
@@ -201,6 +213,9 @@ def fit(
         if any(p.device != accelerator.device for p in m.parameters()):
             m.to(accelerator.device)
     result = FitResult(losses=losses, resumed_from=start)
+    global _SHARD
+    world, main = accelerator.num_processes, accelerator.is_main_process
+    _SHARD = slice(accelerator.process_index, None, world) if world > 1 else slice(None)
     t0 = time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=recipe, disable=not progress, leave=False)
     step = start
@@ -208,8 +223,14 @@ def fit(
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            loss = loss_fn(step, generator(seed, step))
+            with accelerator.autocast():  # bf16/fp16 when the accelerate config asks for it
+                loss = loss_fn(step, generator(seed, step))
             accelerator.backward(loss)
+            if world > 1:  # data parallel: every process steps with the mean gradient
+                for p in params:
+                    if p.grad is not None:
+                        p.grad = accelerator.reduce(p.grad, reduction="mean")
+                loss = accelerator.reduce(loss.detach(), reduction="mean")
             opt.step()
             opt.zero_grad(set_to_none=True)
             if after_step:
@@ -219,8 +240,10 @@ def fit(
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             if (step + 1) % save_every == 0 or step + 1 == steps:
                 elapsed = before + time.perf_counter() - t0
-                save_checkpoint(folder, recipe, step + 1, modules, opt, losses, {"seconds": elapsed})
-                if on_save:
+                if main:
+                    save_checkpoint(folder, recipe, step + 1, modules, opt, losses, {"seconds": elapsed})
+                accelerator.wait_for_everyone()
+                if on_save and main:
                     on_save(step + 1)
     except KeyboardInterrupt:
         done = len(losses)
@@ -229,6 +252,7 @@ def fit(
         raise
     finally:
         bar.close()
+        _SHARD = slice(None)
     result.steps = steps
     result.seconds = time.perf_counter() - t0
     result.total_seconds = before + result.seconds

@@ -291,3 +291,18 @@ def test_tcd_sample_equals_tcd_scheduler(steps, gamma, original_steps, predictio
     torch.testing.assert_close(ours, x, atol=ATOL, rtol=1e-5)
     for (_, d), d_ref in zip(traj, x_s_ref):
         torch.testing.assert_close(d, d_ref, atol=ATOL, rtol=1e-5)
+
+
+def test_sample_video_on_the_toy_pipeline_equals_the_pipeline(lcm_pipe):
+    """Our loop on the toy AnimateLCM's UNet = AnimateDiffPipeline + LCMScheduler, same noise."""
+    from animatelcm_helpers import lcm as lcm_mod
+
+    for steps in (1, 4):
+        ours, trajectory, x_T = lcm_mod.sample_video(lcm_pipe, "a seven moving left", steps=steps, seed=3, noise_seed=4)
+        theirs = lcm_pipe("a seven moving left", num_frames=8, height=32, width=32, num_inference_steps=steps,
+                          guidance_scale=1.0, latents=x_T.clone(), generator=torch.Generator().manual_seed(4),
+                          output_type="latent").frames
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+        assert [t for t, _ in trajectory] == list(lcm_mod.lcm_timesteps(steps))
+    frames = lcm_mod.decode(lcm_pipe, ours)
+    assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8

@@ -27,7 +27,10 @@ def test_build_in_test_mode_writes_a_loadable_zoo(tmp_path, monkeypatch):
     assert again["stages"]["vae"]["seconds"] == manifest["stages"]["vae"]["seconds"]
 
     monkeypatch.setenv(zoo.ZOO_ENV, str(out))
-    pipe = pipelines.load_t2v("teacher", world="toy")
-    video = pipelines.generate(pipe, "a seven moving left", steps=2).frames
-    assert video.shape == (8, 32, 32, 3) and video.dtype == np.uint8
+    for model in ("teacher", "animatelcm"):  # the distilled AnimateLCM loads like the real one
+        pipe = pipelines.load_t2v(model, world="toy")
+        video = pipelines.generate(pipe, "a seven moving left", steps=2).frames
+        assert video.shape == (8, 32, 32, 3) and video.dtype == np.uint8
+    image_pipe = pipelines.load_t2i(world="toy", lcm_lora=out / build.IMAGE_LCM / build.IMAGE_LCM_LORA)
+    assert image_pipe("a seven", num_inference_steps=2, guidance_scale=1.0, height=32, width=32).images
     assert zoo.status().startswith("trained")

@@ -216,7 +216,10 @@ def motion_unet(unet, adapter):
     """AnimateDiff's inflation: the image UNet plus motion modules, spatial layers frozen."""
     from diffusers import UNetMotionModel
 
-    model = UNetMotionModel.from_unet2d(unet, adapter)
+    from ..pipelines import quiet_loading
+
+    with quiet_loading():  # from_unet2d's .to() warns about float32 modules it does not have
+        model = UNetMotionModel.from_unet2d(unet, adapter)
     model.freeze_unet2d_params()
     return model
 
@@ -297,3 +300,39 @@ def train_style(folder, style: str, unet, vae, tokenizer, text_encoder, steps: i
                                 latents, ids, text, scheduler, batch)
     fit = training.fit(f"toy-style-{style}", {"unet": unet}, loss_fn, steps, lr, folder, seed=seed, progress=progress)
     return get_peft_model_state_dict(unet, adapter_name=style), fit
+
+
+# ------------------------------------------------------------------------------------------
+# 5. What the distillation notebooks train on: the zoo's teachers and their training data
+# ------------------------------------------------------------------------------------------
+
+
+def distillation_inputs(kind: str = "image", limit: int | None = None, seed: int = 0) -> dict:
+    """The zoo's teacher parts and training latents for stage 1 (``kind="image"``: stills and
+    frames) or stage 2 (``"video"``: videos, plus the teacher's motion adapter). Returns a dict
+    with ``unet``, ``latents``, ``ids``, ``text`` (every caption's embedding; ``text[0]`` is the
+    empty caption), ``alphas`` (alphas_cumprod) and, for videos, ``adapter``."""
+    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from ..config import UserError
+    from ..pipelines import quiet_loading
+    from . import zoo
+
+    if kind not in ("image", "video"):
+        raise UserError(f"kind must be 'image' (stage 1) or 'video' (stage 2), got {kind!r}")
+    root = zoo.root()
+    with quiet_loading():
+        vae = AutoencoderKL.from_pretrained(root / "base" / "vae").eval()
+        out = {"unet": UNet2DConditionModel.from_pretrained(root / "base" / "unet").eval()}
+        if kind == "video":
+            out["adapter"] = MotionAdapter.from_pretrained(root / "motion-adapter")
+        text_encoder = CLIPTextModel.from_pretrained(root / "base" / "text_encoder").eval()
+    tokenizer = configs.tiny_tokenizer()
+    if kind == "image":
+        out["latents"], out["ids"] = image_teacher_data(vae, seed, limit)
+    else:
+        out["latents"], out["ids"] = video_teacher_data(vae, seed, limit or 2400)
+    out["text"] = encode_text(tokenizer, text_encoder, all_captions())
+    out["alphas"] = noise_scheduler().alphas_cumprod
+    return out

@@ -1,0 +1,146 @@
+"""The course's result tables on the toy zoo, measured with the metrics module and saved as JSON.
+
+    python scripts/tables.py stage1      # images: LCM-LoRA / full LCD student vs the teacher's samplers
+    python scripts/tables.py table1      # videos: our version of the paper's table 1
+    python scripts/tables.py samplers    # LCM and TCD on the student, DDIM/Euler/DPM++ on the teacher
+    python scripts/tables.py styles      # style LoRAs + the LCM LoRA (images) and + AnimateLCM (videos)
+    python scripts/tables.py all
+
+Each table goes to ``animatelcm_helpers/results/<name>.json`` (rows of ``metrics.evaluate``) and is
+printed as markdown; the notebooks show these files beside their own live, smaller runs.
+Image rows: the 10 prompts "a zero" .. "a nine" x 8 seeds (80 images). Video rows: the 40
+prompts (10 digits x 4 directions) x 2 seeds (80 videos). Seeds and prompts are fixed: a rerun on
+the same machine gives the same numbers (seconds aside).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+IMAGE_SEEDS = tuple(range(8))
+VIDEO_SEEDS = (0, 1)
+STEPS = (1, 2, 4, 8)
+TEACHER_CFG = 7.5
+
+
+def _save(name: str, rows: list, extra: dict | None = None) -> None:
+    from animatelcm_helpers import metrics, results
+
+    results.save(name, {"rows": rows, **(extra or {})})
+    print(metrics.format_table(rows), flush=True)
+
+
+def stage1() -> None:
+    from animatelcm_helpers import metrics, pipelines, results
+    from animatelcm_helpers.toy import zoo
+
+    rows = []
+    ev = lambda pipe, n, g, label, **kw: rows.append(metrics.evaluate(  # noqa: E731
+        pipe, n, g, seeds=IMAGE_SEEDS, batch=80, label=label, **kw))
+    lora = pipelines.load_t2i(lcm_lora=zoo.root() / "image-lcm" / "lcm_lora.safetensors")
+    for n in STEPS:
+        ev(lora, n, 1.0, "LCM-LoRA student")
+    from diffusers import UNet2DConditionModel
+
+    full = pipelines.load_t2i(unet=UNet2DConditionModel.from_pretrained(zoo.root() / "image-lcm" / "full"))
+    for n in STEPS:  # guidance = w + 1 = 7.5 feeds the w-embedding: still one UNet call a step
+        ev(full, n, TEACHER_CFG, "full LCD student (w = 6.5)")
+    teacher = pipelines.load_t2i(scheduler="ddim")
+    for sched in ("ddim", "dpm++"):
+        for n in STEPS:
+            ev(teacher, n, TEACHER_CFG, "image teacher", scheduler=sched)
+    ev(teacher, 50, TEACHER_CFG, "image teacher", scheduler="ddim")
+    _save("stage1", rows, {"what": "images, 10 digit prompts x 8 seeds", "created": results.stamp()})
+
+
+def table1() -> None:
+    from animatelcm_helpers import metrics, pipelines, results
+
+    rows = []
+    student = pipelines.load_t2v("animatelcm")
+    for n in STEPS:
+        rows.append(metrics.evaluate(student, n, 1.0, seeds=VIDEO_SEEDS, label="AnimateLCM (toy)"))
+    teacher = pipelines.load_t2v("teacher")
+    for sched, steps in (("ddim", STEPS + (25, 50)), ("dpm++", STEPS)):
+        for n in steps:
+            rows.append(metrics.evaluate(teacher, n, TEACHER_CFG, scheduler=sched, seeds=VIDEO_SEEDS, label="teacher"))
+            print(f"done {sched} {n}", file=sys.stderr, flush=True)
+    _save("table1", rows, {"what": "videos, 40 prompts x 2 seeds", "created": results.stamp()})
+
+
+def samplers() -> None:
+    from animatelcm_helpers import metrics, pipelines, results
+
+    rows = []
+    student = pipelines.load_t2v("animatelcm")
+    for gamma in (0.0, 0.3, 0.6):
+        for n in STEPS:
+            row = metrics.evaluate(student, n, 1.0, scheduler="tcd", seeds=VIDEO_SEEDS, call_kwargs={"eta": gamma},
+                                   label=f"AnimateLCM (toy), TCD gamma {gamma:g}")
+            rows.append(row)
+    teacher = pipelines.load_t2v("teacher")
+    for n in STEPS:
+        rows.append(metrics.evaluate(teacher, n, TEACHER_CFG, scheduler="euler", seeds=VIDEO_SEEDS, label="teacher"))
+    _save("samplers", rows, {"what": "videos, 40 prompts x 2 seeds; LCM/DDIM/DPM++ rows are in table1",
+                             "created": results.stamp()})
+
+
+def styles() -> None:
+    import numpy as np
+    import torch
+
+    from animatelcm_helpers import metrics, pipelines, results
+    from animatelcm_helpers.toy import zoo
+    from animatelcm_helpers.toy.data import DIGIT_WORDS, DIRECTIONS, STYLES
+
+    rows = []
+    image = pipelines.load_t2i(lcm_lora=zoo.root() / "image-lcm" / "lcm_lora.safetensors")
+    video = pipelines.load_t2v("animatelcm")
+    for style in (s for s in STYLES if s != "plain"):
+        for kind, pipe in (("image", image), ("video", video)):
+            pipelines.add_style(pipe, style, 0.8)
+            if kind == "image":
+                prompts = [f"a {w} in {style} style" for w in DIGIT_WORDS for _ in range(4)]
+            else:
+                prompts = [f"a {w} moving {d} in {style} style" for w in DIGIT_WORDS for d in DIRECTIONS]
+            gens = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
+            kwargs = {} if kind == "image" else {"num_frames": 8}
+            with torch.inference_mode():
+                out = pipe(prompts, height=32, width=32, num_inference_steps=4, guidance_scale=1.0,
+                           generator=gens, output_type="np", **kwargs)
+            arr = np.asarray(out.images)[:, None] if kind == "image" else np.asarray(out.frames)
+            videos = np.clip(np.round(arr * 255), 0, 255).astype(np.uint8)
+            faith = metrics.faithfulness(videos, [p.replace(f" in {style} style", "") for p in prompts])
+            row = {"label": f"{kind}: {style} LoRA 0.8 + LCM", "scheduler": "lcm", "steps": 4, "guidance": 1.0,
+                   "videos": len(videos), "style": float(np.mean([r == style for r in metrics.read_styles(videos[:, 0])])),
+                   "digit": faith["digit"], "direction": faith["direction"] if kind == "video" else None}
+            rows.append(row)
+            print(row, flush=True)
+            pipe.delete_adapters(style)
+            pipe.adapter_weights.pop(style)
+    results.save("styles", {"rows": rows, "what": "4 steps, no CFG; style read by metrics.read_styles (first frame)",
+                            "created": results.stamp()})
+
+
+TABLES = {"stage1": stage1, "table1": table1, "samplers": samplers, "styles": styles}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("tables", nargs="+", choices=[*TABLES, "all"])
+    args = p.parse_args(argv)
+    from animatelcm_helpers import config
+
+    config.setup(world="toy")
+    for name in (TABLES if "all" in args.tables else args.tables):
+        t0 = time.perf_counter()
+        TABLES[name]()
+        print(f"[{name}] {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
