@@ -16,6 +16,7 @@ that every notebook runs in CI in a couple of minutes; it never changes how a mo
 from __future__ import annotations
 
 import os
+import sys
 import socket
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -302,7 +303,25 @@ def setup(world: str | None = None, test_mode: bool | None = None, device: str |
     device = device or default_device(world)
     dtype = "float16" if (world == "full" and device.startswith("cuda")) else "float32"
     _settings = Settings(world=world, device=device, dtype_name=dtype, test_mode=bool(test_mode))
+    _brief_user_errors()
     return _settings
+
+
+def _brief_user_errors() -> None:
+    """In Jupyter/IPython, show a :class:`UserError` as one line (what is wrong, what to do),
+    not as a traceback; other exceptions keep their tracebacks."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def brief(shell, etype, value, tb, tb_offset=None):
+        print(f"{etype.__name__}: {value}", file=sys.stderr)
+
+    shell.set_custom_exc((UserError,), brief)
 
 
 def current() -> Settings:

@@ -165,9 +165,9 @@ def add_lcm_lora(unet, rank: int = LCM_LORA_RANK, spatial_only: bool = False, se
 
 def load_lora_state_dict(path) -> dict:
     """A LoRA file in diffusers' format (``zoo.save_unet_lora``) back to peft names (no ``unet.``)."""
-    from safetensors.torch import load_file
+    from .pipelines import load_safetensors
 
-    state = load_file(str(path))
+    state = load_safetensors(path, "LoRA")
     return {k.removeprefix("unet."): v for k, v in state.items()}
 
 

@@ -431,7 +431,7 @@ _LOADED: dict[tuple[str, float], MetricNets] = {}
 
 def load_metric_nets(folder=None) -> MetricNets:
     """The trained metric nets from ``folder`` (default: ``<toy zoo>/metrics``); loaded once."""
-    from safetensors.torch import load_file
+    from .pipelines import load_safetensors
 
     if folder is None:
         from .toy import zoo
@@ -454,9 +454,9 @@ def load_metric_nets(folder=None) -> MetricNets:
         classifier = DigitClassifier(**info["digit_classifier"]["config"])
         encoder = VideoEncoder(**info["video_encoder"]["config"])
         try:
-            classifier.load_state_dict(load_file(folder / CLASSIFIER_FILE))
-            encoder.load_state_dict(load_file(folder / ENCODER_FILE))
-        except (OSError, RuntimeError) as err:
+            classifier.load_state_dict(load_safetensors(folder / CLASSIFIER_FILE, "metric net"))
+            encoder.load_state_dict(load_safetensors(folder / ENCODER_FILE, "metric net"))
+        except RuntimeError as err:
             raise UserError(f"could not load the metric nets from {folder}: {err}; train them again") from None
         _LOADED[key] = MetricNets(classifier.eval(), encoder.eval(), info)
     return _LOADED[key]

@@ -114,10 +114,36 @@ def from_pretrained(cls, weights: Weights, what: str, **kwargs):
         raise UserError(f"could not load the {what} {weights.describe()}: {err}") from None
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def load_safetensors(path, what: str = "weights") -> dict:
+    """Read a safetensors file, refusing anything else: a pickle (.bin/.pt/.ckpt: loading one can
+    run arbitrary code) or a corrupted/truncated file gets a clear error, never a deep traceback."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise UserError(f"{path.name} is a pickle file; this course loads safetensors only (a pickle can run code "
+                        "when loaded). Convert it where you trust it, or use the .safetensors version of the weights")
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        kind = "a pickle file renamed .safetensors" if head[:1] == b"\x80" or head == b"PK" else "corrupted or truncated"
+        raise UserError(f"{path} is not a readable safetensors file ({kind}: {err}); download or rebuild it") from None
+
+
 def load_lora(pipe, weights: Weights, adapter_name: str = LCM_ADAPTER) -> None:
     """Load a LoRA (diffusers format, safetensors) into ``pipe`` under ``adapter_name``."""
     source, extra = resolve(weights)
     extra.pop("subfolder", None)
+    if weights.local and weights.weight_name:
+        load_safetensors(Path(source) / weights.weight_name, "LoRA")  # refuse pickles and broken files first
     try:
         with quiet_loading():
             pipe.load_lora_weights(
@@ -127,6 +153,12 @@ def load_lora(pipe, weights: Weights, adapter_name: str = LCM_ADAPTER) -> None:
         if weights.local:
             raise UserError(f"could not load the LoRA {weights.weight_name} from {source}: {err}") from None
         raise _missing(weights, "LoRA") from None
+    except (RuntimeError, ValueError, KeyError) as err:  # shapes or names of another architecture
+        raise UserError(f"the LoRA {weights.weight_name or weights.repo_id} does not fit this model's UNet "
+                        f"({str(err).splitlines()[0][:200]}); use a LoRA trained for this base model") from None
+    if adapter_name not in pipe.get_list_adapters().get("unet", []):
+        raise UserError(f"the LoRA {weights.weight_name or weights.repo_id} has no layer this model's UNet has: "
+                        "it was made for another architecture; use a LoRA trained for this base model")
 
 
 def make_scheduler(kind: str, base_config, **overrides):

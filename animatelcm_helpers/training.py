@@ -113,7 +113,7 @@ def save_checkpoint(folder: Path, recipe: str, step: int, modules: dict, opt, lo
 def load_checkpoint(folder: Path, recipe: str, modules: dict, opt) -> tuple[int, list]:
     """Restore modules and optimizer from ``folder/checkpoint``; returns (step, losses).
     (``checkpoint_seconds(folder)`` tells the training time the checkpoint already holds.)"""
-    from safetensors.torch import load_file
+    from .pipelines import load_safetensors
 
     path = folder / CHECKPOINT
     if not path.exists() and (folder / (CHECKPOINT + ".old")).exists():
@@ -131,8 +131,8 @@ def load_checkpoint(folder: Path, recipe: str, modules: dict, opt) -> tuple[int,
         file = path / f"{name}.safetensors"
         if not file.exists():
             raise UserError(f"the checkpoint in {folder} has no {name}.safetensors; it is incomplete, delete it")
-        module.load_state_dict(load_file(file))
-    tensors = load_file(path / "optimizer.safetensors")
+        module.load_state_dict(load_safetensors(file, "checkpoint"))
+    tensors = load_safetensors(path / "optimizer.safetensors", "checkpoint")
     tensors.pop("_empty", None)
     opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
     return int(meta["step"]), list(meta["losses"])

@@ -148,3 +148,42 @@ def test_other_schedulers_load(toy_settings):
 
     assert isinstance(pipelines.load_t2v("teacher", scheduler="dpm++").scheduler, DPMSolverMultistepScheduler)
     assert isinstance(pipelines.load_t2v("animatelcm", scheduler="tcd").scheduler, TCDScheduler)
+
+
+def test_t2i_lcm_lora_weight_is_a_knob(toy_settings):
+    """Stage 1's LoRA loads with load_lora_weights; at weight 0 the pipeline is the bare teacher."""
+    from animatelcm_helpers.toy import zoo
+
+    lora_file = zoo.root() / "image-lcm" / "lcm_lora.safetensors"
+    pipe = pipelines.load_t2i(lcm_lora=lora_file)
+    bare = pipelines.load_t2i()
+
+    def draw(p):
+        with torch.inference_mode():
+            return p("a seven", num_inference_steps=2, guidance_scale=1.0, height=32, width=32,
+                     generator=torch.Generator().manual_seed(0), output_type="np").images
+
+    with_lora = draw(pipe)
+    pipelines.set_adapter_weight(pipe, pipelines.LCM_ADAPTER, 0.0)
+    np.testing.assert_allclose(draw(pipe), draw(bare), atol=1e-5)
+    assert np.abs(with_lora - draw(bare)).max() > 1e-3
+    assert pipe.model_spec.frames == 1 and pipe.adapter_weights == {pipelines.LCM_ADAPTER: 0.0}
+
+
+def test_style_stacks_on_the_lcm_lora_and_with_unet_shares_parts(lcm_pipe):
+    pipe = pipelines.load_t2v("animatelcm")
+    pipelines.add_style(pipe, "neon", 0.8)
+    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "neon": 0.8}
+    assert set(pipe.get_active_adapters()) == {pipelines.LCM_ADAPTER, "neon"}
+    other = pipelines.with_unet(lcm_pipe, lcm_pipe.unet, "ddim")
+    assert other.vae is lcm_pipe.vae and type(other.scheduler).__name__ == "DDIMScheduler"
+    assert pipelines.generate(other, "a one", steps=1, guidance=1.0).frames.shape == (8, 32, 32, 3)
+
+
+def test_paper_table_side_by_side():
+    from animatelcm_helpers import results
+
+    rows = [{"label": "teacher", "scheduler": "ddim", "steps": 4, "frechet": 12.3, "digit": 0.5, "direction": 0.75}]
+    text = results.side_by_side(rows)
+    assert "| DDIM | 4 | 1944.8 | 12.3 | 14.87 | 0.50 / 0.75 |" in text
+    assert "| AnimateLCM | 1 | 1256.5 | - |" in text

@@ -50,10 +50,8 @@ md('''## 3. Generate
 8 frames at 32x32; full: the official demo's 6 steps, guidance 1.5, 16 frames at 512x512). The noise comes from a seeded CPU
 generator, so the same seed gives the same video.
 
-In the toy world, read the zoo's status line above first: while it says the toy `animatelcm` is a **stand-in** (the
-teacher's motion adapter with an all-zero LCM LoRA, until notebook 04 distills the real one), these videos are the
-undistilled teacher sampled by the LCM sampler in 4 steps without guidance: blurry blobs, which is exactly why
-distillation is needed.'''),
+In the toy world this is the **distilled toy AnimateLCM**: its motion adapter and LCM LoRA were trained by the zoo's
+build with the paper's two stages (notebooks 03 and 04 show how, and measure it against the teacher).'''),
 code('''result = pipelines.generate(pipe, "a seven moving left", seed=0)
 media.show_video(result.frames, title="a seven moving left")
 print(f"{result.frames.shape[0]} frames, {result.unet_evaluations} UNet evaluations, {result.seconds:.2f} s")'''),
