@@ -10,7 +10,7 @@ PORT ?= 8888
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 TEST_ENV := ANIMATELCM_WORLD=toy ANIMATELCM_TEST_MODE=1 HF_HUB_OFFLINE=1 ANIMATELCM_CACHE=$(CURDIR)/.cache/animatelcm_helpers MPLBACKEND=Agg
 
-.PHONY: setup lab test unit notebooks benchmark-notebooks execute-notebooks constraints clean
+.PHONY: setup lab test unit notebooks benchmark-notebooks execute-notebooks tables constraints clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ benchmark-notebooks: $(STAMP)
 # Re-execute the notebooks in place in the toy world (normal mode), as they are committed.
 execute-notebooks: $(STAMP)
 	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python scripts/execute_notebooks.py notebooks/*.ipynb
+
+# Re-measure the result tables that ship in animatelcm_helpers/results (about 10 + 20 minutes).
+tables: $(STAMP)
+	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 $(BIN)/python scripts/tables.py all
+	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 $(BIN)/python scripts/ablation_stage2.py
 
 constraints: $(STAMP)
 	$(BIN)/python scripts/write_constraints.py

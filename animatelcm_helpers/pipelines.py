@@ -54,6 +54,8 @@ def quiet_loading():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
+            # peft says so each time a second LoRA (a style next to the LCM LoRA) joins a model
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             yield
     finally:
         dlog.set_verbosity(state[0])

@@ -1,6 +1,6 @@
 """AnimateLCM's initialisation ablation on the toy world, at equal training compute:
 
-    python scripts/ablation_stage2.py [--steps 200] [--every 50] [--work /tmp/ablation]
+    python scripts/ablation_stage2.py [--steps 150] [--every 50] [--work /tmp/ablation]
 
 Three arms distil the toy video teacher (``distill.distill_video``), all from the same data,
 seed and batch:
@@ -26,7 +26,7 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=200, help="video distillation steps of arms (a) and (c)")
+    p.add_argument("--steps", type=int, default=150, help="video distillation steps of arms (a) and (c)")
     p.add_argument("--every", type=int, default=50, help="measure the students every this many steps")
     p.add_argument("--work", type=Path, default=Path("/tmp/ablation"))
     p.add_argument("--arms", nargs="+", default=["a", "b", "c"])

@@ -19,7 +19,6 @@ import torch
 from animatelcm_helpers import config, lcm, media, metrics, pipelines, results
 
 settings = config.setup(world=WORLD, test_mode=TEST_MODE)
-torch.set_num_threads(2)
 print(settings)'''),
 md('''## 1. Which timesteps? The skipping grid
 
