@@ -1,4 +1,4 @@
-"""Scale: stage-1 distillation under `accelerate launch --num_processes 2` (CPU, gloo) trains like
+"""Scale: stage-1 and stage-2 distillation under `accelerate launch --num_processes 2` (CPU, gloo) trains like
 one process with the whole batch: the same loss curve and weights, within float tolerance."""
 
 import json
@@ -30,3 +30,5 @@ def test_two_processes_equal_one_process_with_the_whole_batch(tmp_path):
     assert one["world"] == 1 and two["world"] == 2
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-4, abs=1e-7)
     assert two["lora_sum"] == pytest.approx(one["lora_sum"], rel=1e-4)
+    assert two["video_losses"] == pytest.approx(one["video_losses"], rel=1e-4, abs=1e-7)
+    assert two["motion_sum"] == pytest.approx(one["motion_sum"], rel=1e-4)
