@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .config import UserError
+from .media import float_to_uint8
 from .consistency import SIGMA_DATA, TIMESTEP_SCALING, append_dims, as_time, scalings_lcm
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -461,4 +462,4 @@ def decode(pipe, latents: torch.Tensor) -> np.ndarray:
     """Video latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3), through the pipeline's VAE."""
     video = pipe.decode_latents(latents)
     frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
-    return np.clip(np.round(np.asarray(frames) * 255.0), 0, 255).astype(np.uint8)
+    return float_to_uint8(frames)

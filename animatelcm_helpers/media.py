@@ -32,6 +32,11 @@ def use_bundled_ffmpeg() -> str:
     return exe
 
 
+def float_to_uint8(frames) -> np.ndarray:
+    """Floats in [0, 1] (diffusers' ``output_type="np"``) to uint8 0..255, rounded and clipped."""
+    return np.clip(np.round(np.asarray(frames) * 255.0), 0, 255).astype(np.uint8)
+
+
 def as_video(frames) -> np.ndarray:
     """Check and return a uint8 (F, H, W, 3) video; floats in [0, 1] are converted."""
     arr = np.asarray(frames)
@@ -40,7 +45,7 @@ def as_video(frames) -> np.ndarray:
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.floating):
             raise UserError(f"video frames must be uint8 or floats in [0, 1], got {arr.dtype}")
-        arr = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+        arr = float_to_uint8(arr)
     return arr
 
 

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from . import training
 from .config import UserError
+from .media import float_to_uint8
 from .toy import data
 from .toy.data import DIRECTIONS, STYLES, MovingDigits
 
@@ -732,7 +733,7 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
             seconds += time.perf_counter() - t0
             evals.append(counter["n"])
             frames = np.asarray(out.images, dtype=np.float32)[:, None] if image else np.asarray(out.frames, dtype=np.float32)
-            videos.append(np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8))
+            videos.append(float_to_uint8(frames))
         flops = unet_flops_per_evaluation(pipe, None if image else spec.frames, spec.height, spec.width)
     finally:
         pipe.scheduler = original

@@ -28,6 +28,7 @@ import torch
 
 from . import config
 from .config import ModelSpec, UserError, Weights
+from .media import float_to_uint8
 
 LCM_ADAPTER = "lcm-lora"
 MAX_LCM_STEPS = 50  # LCMScheduler's original_inference_steps: its skipping grid has 50 points
@@ -366,6 +367,15 @@ def count_unet_evaluations(unet, videos: int = 1):
         handle.remove()
 
 
+def seeded(seed) -> tuple[int, torch.Generator]:
+    """``(seed, CPU generator)`` for a user's seed; ``-1`` draws a random seed (returned, so the
+    result can be made again). A CPU generator gives the same noise on any device."""
+    seed = check_int("seed", seed, -1)
+    if seed == -1:
+        seed = secrets.randbelow(2**31)
+    return seed, torch.Generator("cpu").manual_seed(seed)
+
+
 def generate(
     pipe,
     prompt: str,
@@ -402,10 +412,7 @@ def generate(
                 f"{name} {value} is not a multiple of {factor}, the VAE's downsampling factor; "
                 f"try {max(factor, round(value / factor) * factor)}"
             )
-    seed = check_int("seed", seed, -1)
-    if seed == -1:
-        seed = secrets.randbelow(2**31)
-    generator = torch.Generator("cpu").manual_seed(seed)
+    seed, generator = seeded(seed)
     start = time.perf_counter()
     with count_unet_evaluations(pipe.unet) as counter, torch.inference_mode():
         out = pipe(
@@ -420,7 +427,7 @@ def generate(
             output_type="np",
         )
     seconds = time.perf_counter() - start
-    video = np.clip(np.round(np.asarray(out.frames[0], dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    video = float_to_uint8(np.asarray(out.frames[0], dtype=np.float32))
     return Generation(video, seed, seconds, counter["n"], steps, guidance)
 
 

@@ -21,7 +21,6 @@ CFG, 50 evaluations; FLOPs are counted on the meta device (:func:`count_svd_flop
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +33,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import config, pipelines
+from .media import float_to_uint8
 from .config import UserError
 
 NUM_TRAIN_TIMESTEPS = 40  # points of the Karras grid the model was distilled on
@@ -627,10 +627,7 @@ def generate_svd(
     for name, value in (("height", height), ("width", width)):
         if value % multiple:
             raise UserError(f"{name} {value} is not a multiple of {multiple}; try {round(value / multiple) * multiple}")
-    seed = pipelines.check_int("seed", seed, -1)
-    if seed == -1:
-        seed = secrets.randbelow(2**31)
-    generator = torch.Generator("cpu").manual_seed(seed)
+    seed, generator = pipelines.seeded(seed)
     pipe.scheduler.noise_generator = generator
     start = time.perf_counter()
     try:
@@ -653,7 +650,7 @@ def generate_svd(
     finally:
         pipe.scheduler.noise_generator = None
     seconds = time.perf_counter() - start
-    video = np.clip(np.round(np.asarray(out.frames[0], dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    video = float_to_uint8(np.asarray(out.frames[0], dtype=np.float32))
     return pipelines.Generation(video, seed, seconds, counter["n"], steps, max_guidance)
 
 
