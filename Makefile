@@ -10,7 +10,7 @@ PORT ?= 8888
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 TEST_ENV := ANIMATELCM_WORLD=toy ANIMATELCM_TEST_MODE=1 HF_HUB_OFFLINE=1 ANIMATELCM_CACHE=$(CURDIR)/.cache/animatelcm_helpers MPLBACKEND=Agg
 
-.PHONY: setup lab test unit notebooks benchmark-notebooks execute-notebooks tables constraints clean
+.PHONY: setup lab test test-browser unit notebooks benchmark-notebooks execute-notebooks tables constraints clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests -q
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax notebooks -q
+
+# The learner's path in a real browser: JupyterLab + Playwright + Debian's Chromium (installed with
+# apt-get when missing; no browser download). Runs the quickstart and the demo, clicks Generate; the
+# screenshot of the demo goes to artifacts/demo_after_generate.png. CI runs it after `make test`.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+test-browser: $(STAMP)
+	test -x $(CHROMIUM) || ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
+	$(TEST_ENV) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests_browser -q -s
 
 unit: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests -q

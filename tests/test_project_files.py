@@ -46,8 +46,9 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     commands = [l.strip() for l in ci.splitlines() if l.strip() and not l.startswith("#")]
-    assert commands[-1] == "make test"
-    assert "make test" in readme and "make lab" in readme
+    assert commands[-2:] == ["make test", "make test-browser"]  # README's test command, then the browser test
+    assert "make test" in readme and "make lab" in readme and "make test-browser" in readme
+    assert "pytest tests_browser" in (ROOT / "Makefile").read_text()
 
 
 def test_conda_and_binder_use_the_same_pins():
@@ -56,6 +57,27 @@ def test_conda_and_binder_use_the_same_pins():
     binder = (ROOT / "binder" / "requirements.txt").read_text()
     assert "-c ../requirements/constraints.txt" in binder
     assert "ANIMATELCM_WORLD=toy" in (ROOT / "binder" / "start").read_text()
+
+
+def test_binder_has_what_the_notebooks_and_the_demo_need():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    binder = {dep_name(l) for l in (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+              if l.strip() and not l.startswith(("#", "-"))}
+    missing = [d for d in project["dependencies"] if dep_name(d) not in binder]
+    assert not missing, f"binder/requirements.txt lacks {missing}"
+    assert {"jupyterlab", "ipywidgets", "torchvision"} <= binder
+    assert "pip install --no-deps -e ." in (ROOT / "binder" / "postBuild").read_text()
+
+
+def test_colab_badges_and_install_cells_point_at_the_repository():
+    from animatelcm_helpers import config
+
+    repo = config.REPO_URL.removeprefix("https://github.com/")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        badge = f"https://colab.research.google.com/github/{repo}/blob/{config.REPO_BRANCH}/notebooks/{path.name}"
+        assert badge in "".join(cells[0]["source"]), path.name
+        assert f"git+{config.REPO_URL}" in "".join(cells[1]["source"]), path.name
 
 
 def test_notebooks_follow_the_course_conventions():
