@@ -17,6 +17,12 @@ consistency models' multistep sampler): x = s_0 z, then for each chosen noise le
 Cost (:func:`cost_table`): a step is ONE UNet evaluation (no classifier-free guidance needed when
 max_guidance is 1; the demo's ramp 1.0 -> 1.2 does use CFG), against SVD-xt's 25 Euler steps with
 CFG, 50 evaluations; FLOPs are counted on the meta device (:func:`count_svd_flops`).
+
+The toy world (section 5) runs the whole recipe at toy size: a toy SVD teacher trained as SVD is
+(:func:`train_toy_svd_teacher`: image-to-video, EDM with v-prediction) and its consistency
+distillation as the official AnimateLCM-SVD recipe does it (:func:`distill_toy_svd`, :func:`cd_loss`):
+one guided Euler teacher step to the adjacent index of the 40-point grid, an EMA target, a
+pseudo-Huber distance weighted by (1/(s_n - s_{n+1}))^0.1. The zoo keeps both in ``svd/``.
 """
 
 from __future__ import annotations
@@ -513,20 +519,27 @@ def _full_pipeline(dtype):
 
 
 def toy_svd_pipeline(seed: int = 0):
-    """(pipeline, note): the toy world's ``StableVideoDiffusionPipeline``, the same classes tiny
-    (``toy.configs``) with :class:`AnimateLCMSVDScheduler`. From the zoo's ``svd/`` folder when it
-    holds a trained toy SVD, else seeded random weights (the note says which)."""
+    """(pipeline, note): the toy world's ``StableVideoDiffusionPipeline`` with :class:`AnimateLCMSVDScheduler`.
+    From the zoo's ``svd/`` folder (the toy SVD-xt pipeline) with its distilled UNet
+    (``svd/animatelcm_unet``) when the zoo has them, as the full world swaps the AnimateLCM-SVD-xt
+    UNet into SVD-xt; else a fallback of seeded random tiny parts (``toy.configs``; the note says so)."""
     from diffusers import StableVideoDiffusionPipeline
 
     from .toy import configs, zoo
 
     folder = zoo.root() / TOY_SVD
-    if (folder / "model_index.json").is_file():
+    if (folder / "model_index.json").is_file() and (folder / TOY_STUDENT_FOLDER / "config.json").is_file():
+        from diffusers import UNetSpatioTemporalConditionModel
+
+        unet = pipelines.from_pretrained(UNetSpatioTemporalConditionModel,
+                                         config.toy_weights(f"{TOY_SVD}/{TOY_STUDENT_FOLDER}"),
+                                         "toy AnimateLCM-SVD-xt UNet", torch_dtype=torch.float32)
         pipe = pipelines.from_pretrained(
             StableVideoDiffusionPipeline, config.toy_weights(TOY_SVD), "toy SVD pipeline",
-            scheduler=AnimateLCMSVDScheduler(),
+            unet=unet, scheduler=AnimateLCMSVDScheduler(), torch_dtype=torch.float32,
         )
-        return pipe, f"toy SVD from the zoo folder {folder}"
+        return pipe, (f"toy AnimateLCM-SVD-xt: the distilled UNet ({TOY_SVD}/{TOY_STUDENT_FOLDER}) in the toy "
+                      f"SVD-xt pipeline ({TOY_SVD}/) of the zoo {zoo.root()}")
     pipe = StableVideoDiffusionPipeline(
         vae=configs.tiny_temporal_vae(seed),
         image_encoder=configs.tiny_image_encoder(seed),
@@ -654,6 +667,422 @@ def generate_svd(
     return pipelines.Generation(video, seed, seconds, counter["n"], steps, max_guidance)
 
 
+# ------------------------------------------------------------------------------------------
+# 5. The toy world: an SVD teacher, its consistency distillation, and the measurements
+# ------------------------------------------------------------------------------------------
+#
+# Direction without a prompt. SVD has no text: the IMAGE decides the motion. In Moving Digits the
+# input image is the first frame of a moving-digit video, and that frame already shows where the
+# digit goes: it carries the afterimage trail behind the digit (toy.data: copies 4 and 8 px
+# behind at strengths 0.5 and 0.25), and a digit that will travel 14 px starts at the far side
+# of the canvas (one moving right starts at the left edge). The toy SVD must continue the motion
+# the first frame shows. Faithfulness of a generated video: the classifier reads the INPUT
+# image's digit (metrics.read_digits) and the centroid moves the way the input's video moved
+# (metrics.read_direction). fps, motion bucket and noise augmentation are fed as SVD feeds them,
+# fixed at the demo's values (every toy video moves 2 px a frame at one frame rate, so they carry
+# no information here; other values are outside the toy's training).
+
+TOY_TEACHER_FOLDER = "unet"  # inside the zoo's svd/ folder: the toy SVD-xt's own UNet (the teacher)
+TOY_STUDENT_FOLDER = "animatelcm_unet"  # inside svd/: the distilled UNet (the toy AnimateLCM-SVD-xt)
+P_MEAN, P_STD = 0.7, 1.6  # SVD's training noise levels: ln sigma ~ N(P_mean, P_std^2)
+COND_DROP = 0.1  # share of training samples with the image condition zeroed (SVD's negative: zeros)
+CD_GUIDANCE = ((1.0, 1.25, 1.5), (2.0, 2.25, 2.5))  # the official recipe's ramp ends, chosen per sample
+CD_EMA, CD_HUBER_C, CD_WEIGHT_POWER = 0.95, 0.001, 0.1
+TEACHER_EVAL = {"steps": 25, "min_guidance": 1.0, "max_guidance": 3.0}  # SVD's own sampler defaults
+EVAL_VIDEOS = 40  # the first 40 test videos: 10 digits x 4 directions
+
+
+def toy_unet_config(num_frames: int = 8) -> dict:
+    """The toy SVD UNet: SVD-xt's block types at toy size (32 channels on 8x8 and 4x4 latents,
+    0.63 M parameters); in_channels 8 = 4 noisy + 4 of the first frame's latent."""
+    return {
+        "sample_size": 8, "in_channels": 8, "out_channels": 4,
+        "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        "block_out_channels": (32, 32), "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 24,
+        "layers_per_block": 1, "cross_attention_dim": 32, "transformer_layers_per_block": 1,
+        "num_attention_heads": (2, 2), "num_frames": num_frames,
+    }
+
+
+def toy_unet(seed: int = 0):
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    torch.manual_seed(seed)
+    return UNetSpatioTemporalConditionModel(**toy_unet_config())
+
+
+def toy_temporal_vae(seed: int = 0):
+    """SVD's VAE class (AutoencoderKLTemporalDecoder) at toy size: factor 4, 32 channels, 0.32 M parameters."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(seed)
+    return AutoencoderKLTemporalDecoder(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                                        block_out_channels=(32, 32, 32), layers_per_block=1, latent_channels=4,
+                                        sample_size=32)
+
+
+def toy_videos(split: str = "train", n: int = 2400, start: int = 0):
+    """Moving Digits videos ``start .. start + n`` of a split (plain, trailed, 8 frames): pixels
+    float32 (n, 8, 3, 32, 32) in [-1, 1], digits (n,), directions (list of n)."""
+    from .toy.data import MovingDigits
+
+    ds = MovingDigits(split, kind="video", num_frames=SIZES["toy"][0])
+    if not 0 <= start < start + n <= len(ds):
+        raise UserError(f"the {split} split has {len(ds)} videos; cannot take {n} from {start}")
+    items = [ds[i] for i in range(start, start + n)]
+    pixels = torch.from_numpy(np.stack([it["pixel_values"] for it in items]))
+    return pixels, torch.tensor([it["digit"] for it in items]), [it["direction"] for it in items]
+
+
+def train_toy_vae(folder, steps: int, batch: int = 4, lr: float = 2e-3, seed: int = 0, kl_weight: float = 1e-6,
+                  videos: int = 1200, progress: bool = True):
+    """The toy temporal VAE on whole 8-frame videos (its decoder mixes frames): MSE + a small KL;
+    then the scaling factor that gives the latents unit variance. Returns (vae, fit)."""
+    import torch.nn.functional as F
+
+    from . import training
+
+    vae = toy_temporal_vae(seed)
+    pixels = toy_videos("train", videos)[0]
+    frames = pixels.shape[1]
+
+    def loss_fn(step, g):
+        x = pixels[torch.randint(0, len(pixels), (batch,), generator=g)].flatten(0, 1)
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        recon = vae.decode(z, num_frames=frames).sample
+        return F.mse_loss(recon, x) + kl_weight * post.kl().mean()
+
+    fit = training.fit("toy-svd-vae", {"vae": vae}, loss_fn, steps, lr, folder, seed=seed, progress=progress,
+                       save_every=200)
+    vae.eval()
+    with torch.no_grad():
+        z = vae.encode(pixels[:256].flatten(0, 1)).latent_dist.mode()
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    return vae, fit
+
+
+def finetune_toy_decoder(folder, vae, steps: int, batch: int = 4, lr: float = 1e-3, seed: int = 0,
+                         videos: int = 1200, chunks=(1, 2, 4, 8), progress: bool = True):
+    """Fine-tune the temporal decoder with the encoder FROZEN (as SVD fine-tuned its temporal decoder
+    on SD's frozen VAE encoder): the latent space stays the same, so UNets trained on it stay valid.
+    Each step decodes the videos in clips of a random length from ``chunks`` (the pipeline decodes
+    ``decode_chunk_size`` frames at a time), loss = MSE to the frames. Returns the fit."""
+    import torch.nn.functional as F
+
+    from . import training
+
+    pixels = toy_videos("train", videos)[0]
+    n, frames = pixels.shape[:2]
+    vae.requires_grad_(False).decoder.requires_grad_(True)
+    vae.decoder.train()
+
+    def loss_fn(step, g):
+        x = pixels[torch.randint(0, n, (batch,), generator=g)]
+        with torch.no_grad():
+            z = vae.encode(x.flatten(0, 1)).latent_dist.mode()
+        size = chunks[int(torch.randint(0, len(chunks), (1,), generator=g))]
+        recon = vae.decode(z, num_frames=size).sample  # clips of `size` consecutive frames
+        return F.mse_loss(recon, x.flatten(0, 1))
+
+    fit = training.fit("toy-svd-decoder", {"decoder": vae.decoder}, loss_fn, steps, lr, folder, seed=seed,
+                       progress=progress, save_every=100)
+    vae.eval()
+    return fit
+
+
+@torch.no_grad()
+def vae_psnr(vae, pixels: torch.Tensor) -> float:
+    """PSNR (dB) of the temporal VAE on videos (n, F, 3, H, W) in [-1, 1]."""
+    frames = pixels.shape[1]
+    recon = vae.decode(vae.encode(pixels.flatten(0, 1)).latent_dist.mode(), num_frames=frames).sample.clamp(-1, 1)
+    mse = float(((recon - pixels.flatten(0, 1)) / 2).pow(2).mean())
+    return 10 * float(np.log10(1.0 / mse))
+
+
+def toy_parts(vae=None, unet=None, scheduler=None, seed: int = 0):
+    """A toy ``StableVideoDiffusionPipeline`` from parts (defaults: :func:`toy_temporal_vae`,
+    :func:`toy_unet`, the tiny CLIP image encoder, frozen at its seeded initialisation, and SVD's
+    Euler scheduler). The image encoder is never trained: a fixed random CLIP tower still maps
+    each image to its own 32-d embedding, the cross-attention context SVD gets from CLIP."""
+    from diffusers import StableVideoDiffusionPipeline
+
+    from .toy import configs
+
+    return StableVideoDiffusionPipeline(
+        vae=vae if vae is not None else toy_temporal_vae(seed),
+        image_encoder=configs.tiny_image_encoder(seed),
+        unet=unet if unet is not None else toy_unet(seed),
+        scheduler=scheduler if scheduler is not None else euler_baseline_scheduler(),
+        feature_extractor=configs.tiny_feature_extractor(),
+    )
+
+
+@torch.no_grad()
+def svd_conditions(pipe, pixels: torch.Tensor, batch: int = 256) -> dict:
+    """What SVD's pipeline computes from the first frame of each video (n, F, 3, H, W), exactly as
+    ``StableVideoDiffusionPipeline`` does: ``image_embeds`` (n, 1, D), the CLIP embedding of the
+    image (resized to 224 with antialiasing) and ``latents`` (n, F, 4, h, w), the videos' VAE
+    latents (mode) times the scaling factor. The conditioning latent depends on the noise
+    augmentation and is made per batch by :func:`condition_latents`."""
+    import PIL.Image
+
+    from .toy.data import to_uint8
+
+    firsts = to_uint8(pixels[:, 0].numpy())
+    embeds = torch.cat([pipe._encode_image([PIL.Image.fromarray(f) for f in firsts[i : i + batch]], "cpu", 1, False)
+                        for i in range(0, len(firsts), batch)])
+    n, frames = pixels.shape[:2]
+    lat = torch.cat([pipe.vae.encode(pixels[i : i + 64].flatten(0, 1)).latent_dist.mode()
+                     for i in range(0, n, 64)])
+    return {"image_embeds": embeds, "latents": lat.unflatten(0, (n, frames)) * pipe.vae.config.scaling_factor}
+
+
+def condition_latents(vae, first_frames: torch.Tensor, g: torch.Generator,
+                      noise_aug_strength: float = DEMO["noise_aug_strength"]) -> torch.Tensor:
+    """SVD's image condition: ``vae.encode(image + a z).mode()`` (NOT scaled), a = noise_aug_strength."""
+    with torch.no_grad():
+        noisy = first_frames + noise_aug_strength * torch.randn(first_frames.shape, generator=g)
+        return vae.encode(noisy).latent_dist.mode()
+
+
+def added_time_ids(n: int, fps: int = DEMO["fps"], motion_bucket_id: int = DEMO["motion_bucket_id"],
+                   noise_aug_strength: float = DEMO["noise_aug_strength"]) -> torch.Tensor:
+    """(n, 3): [fps - 1, motion_bucket_id, noise_aug_strength], as the pipeline feeds the UNet."""
+    return torch.tensor([[fps - 1, motion_bucket_id, noise_aug_strength]], dtype=torch.float32).repeat(n, 1)
+
+
+def v_model(unet, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, embeds: torch.Tensor,
+            time_ids: torch.Tensor) -> torch.Tensor:
+    """The UNet's v-prediction at noise level sigma (n,) for latents x (n, F, 4, h, w), as SVD's
+    pipeline calls it: ``F(cat[c_in x, cond], 0.25 ln sigma)`` with c_in = 1/sqrt(sigma^2 + 1) and the
+    condition latent ``cond`` (n, 4, h, w) repeated over the frames on the channel axis."""
+    s = sigma.reshape(-1, 1, 1, 1, 1)
+    c_in = scalings(s)[2]
+    inp = torch.cat([c_in * x, cond[:, None].expand(-1, x.shape[1], -1, -1, -1)], dim=2)
+    return unet(inp, timestep_of(sigma), encoder_hidden_states=embeds, added_time_ids=time_ids).sample
+
+
+def denoised(unet, x, sigma, cond, embeds, time_ids):
+    """EDM's denoiser in v-parameterisation (= the consistency function's form)::
+
+        D(x, s) = c_skip(s) x + c_out(s) F(c_in(s) x, 0.25 ln s),  c_skip = 1/(s^2+1), c_out = -s/sqrt(s^2+1)
+    """
+    c_skip, c_out, _ = scalings(sigma.reshape(-1, 1, 1, 1, 1))
+    return c_skip * x + c_out * v_model(unet, x, sigma, cond, embeds, time_ids)
+
+
+def training_sigmas(n: int, g: torch.Generator) -> torch.Tensor:
+    """Noise levels for the teacher: half of them SVD's log-normal, ln s ~ N(0.7, 1.6^2), half the
+    40 Karras grid points (uniformly), so that the levels the samplers visit (up to s_max = 700)
+    are all trained; clamped to [s_min, s_max]."""
+    lognormal = torch.exp(P_MEAN + P_STD * torch.randn(n, generator=g))
+    grid = torch.from_numpy(karras_sigmas()).float()[torch.randint(0, NUM_TRAIN_TIMESTEPS, (n,), generator=g)]
+    pick = torch.rand(n, generator=g) < 0.5
+    return torch.where(pick, lognormal, grid).clamp(SIGMA_MIN, SIGMA_MAX)
+
+
+def teacher_loss(unet, x0, cond, embeds, time_ids, sigma, noise) -> torch.Tensor:
+    """EDM's loss with v-prediction, weighted by lambda(s) = (s^2 + 1)/s^2 so that it is plain MSE on
+    the network output::
+
+        x = x0 + s z,   target F* = (x0 - c_skip x) / c_out,   loss = mean (F(c_in x, 0.25 ln s) - F*)^2
+    """
+    s = sigma.reshape(-1, 1, 1, 1, 1)
+    x = x0 + s * noise
+    c_skip, c_out, _ = scalings(s)
+    target = (x0 - c_skip * x) / c_out
+    return torch.nn.functional.mse_loss(v_model(unet, x, sigma, cond, embeds, time_ids), target)
+
+
+def _batch(data: dict, vae, pixels: torch.Tensor, idx: torch.Tensor, g: torch.Generator, drop: float):
+    """One batch: clean latents, conditioning latents (noise-augmented first frames), embeddings,
+    time ids; a share ``drop`` of samples gets the zero condition (SVD's unconditional input)."""
+    x0, embeds = data["latents"][idx], data["image_embeds"][idx]
+    cond = condition_latents(vae, pixels[idx, 0], g)
+    if drop:
+        keep = (torch.rand(len(idx), generator=g) >= drop).float()
+        cond, embeds = cond * keep.reshape(-1, 1, 1, 1), embeds * keep.reshape(-1, 1, 1)
+    return x0, cond, embeds, added_time_ids(len(idx))
+
+
+def train_toy_svd_teacher(folder, pipe, pixels: torch.Tensor, steps: int, batch: int = 8, lr: float = 1e-3,
+                          seed: int = 0, save_every: int = 200, progress: bool = True):
+    """Train ``pipe.unet`` (image-to-video, the first frame as condition) on ``pixels`` (n, F, 3, H, W)
+    with :func:`teacher_loss` at :func:`training_sigmas`, 10% of conditions dropped for guidance.
+    Returns the fit; the UNet is trained in place."""
+    from . import training
+
+    data = svd_conditions(pipe, pixels)
+    unet, vae = pipe.unet, pipe.vae
+    unet.requires_grad_(True).train()
+
+    def loss_fn(step, g):
+        idx = torch.randint(0, len(pixels), (batch,), generator=g)
+        x0, cond, embeds, ids = _batch(data, vae, pixels, idx, g, COND_DROP)
+        sigma = training_sigmas(batch, g)
+        return teacher_loss(unet, x0, cond, embeds, ids, sigma, torch.randn(x0.shape, generator=g))
+
+    fit = training.fit("toy-svd-teacher", {"unet": unet}, loss_fn, steps, lr, folder, seed=seed,
+                       warmup=min(50, steps // 10), save_every=save_every, progress=progress)
+    unet.eval()
+    return fit
+
+
+# -- consistency distillation, the official AnimateLCM-SVD recipe at toy size ---------------
+
+
+def euler_step(x: torch.Tensor, d: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE dx/ds = (x - D(x, s)) / s from s to s_next::
+
+        x_next = x + (s_next - s) (x - D) / s
+
+    (diffusers' ``EulerDiscreteScheduler.step`` with v-prediction, s_churn 0: D = c_skip x + c_out v)."""
+    s = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, *[1] * (x.ndim - 1))
+    s_next = torch.as_tensor(sigma_next, dtype=x.dtype).reshape(-1, *[1] * (x.ndim - 1))
+    return x + (s_next - s) * (x - d) / s
+
+
+def cd_weight(sigma, sigma_next):
+    """The loss weight of the pair (s_n, s_{n+1}): ``(1 / (s_n - s_{n+1}))^0.1``."""
+    return (1.0 / (sigma - sigma_next)) ** CD_WEIGHT_POWER
+
+
+def sample_guidance(n: int, frames: int, g: torch.Generator) -> torch.Tensor:
+    """Per-sample, per-frame guidance (n, F): ``linspace(choice{1, 1.25, 1.5}, choice{2, 2.25, 2.5}, F)``."""
+    lo = torch.tensor(CD_GUIDANCE[0])[torch.randint(0, 3, (n,), generator=g)]
+    hi = torch.tensor(CD_GUIDANCE[1])[torch.randint(0, 3, (n,), generator=g)]
+    ramp = torch.linspace(0, 1, frames)
+    return lo[:, None] + (hi - lo)[:, None] * ramp
+
+
+def cd_loss(student, target, teacher, x0, cond, embeds, time_ids, index, noise, guidance) -> torch.Tensor:
+    """AnimateLCM-SVD's consistency distillation loss for a batch, ``index`` (n,) in 0 .. N-2::
+
+        x_n     = x0 + s_n z
+        v       = v_u + w_f (v_c - v_u)                    teacher, guided per frame (w_f: ``guidance``)
+        x_{n+1} = x_n + (s_{n+1} - s_n) (x_n - D) / s_n,  D = c_skip(s_n) x_n + c_out(s_n) v   (Euler)
+        loss    = mean_b (1/(s_n - s_{n+1}))^0.1 * mean( sqrt((f(x_n, s_n) - f^-(x_{n+1}, s_{n+1}))^2 + c^2) - c )
+
+    f = c_skip x + c_out F is the student (online) and f^- the EMA target, both without guidance;
+    the unconditional input is SVD's: zero embeddings and a zero condition latent; c = 0.001.
+    """
+    from .consistency import pseudo_huber
+
+    grid = torch.from_numpy(karras_sigmas()).float()
+    s_n, s_next = grid[index], grid[index + 1]
+    x_n = x0 + s_n.reshape(-1, 1, 1, 1, 1) * noise
+    with torch.no_grad():
+        both = v_model(teacher, x_n.repeat(2, 1, 1, 1, 1), s_n.repeat(2),
+                       torch.cat([torch.zeros_like(cond), cond]), torch.cat([torch.zeros_like(embeds), embeds]),
+                       time_ids.repeat(2, 1))
+        v_u, v_c = both.chunk(2)
+        v = v_u + guidance[:, :, None, None, None] * (v_c - v_u)
+        c_skip, c_out, _ = scalings(s_n.reshape(-1, 1, 1, 1, 1))
+        x_next = euler_step(x_n, c_skip * x_n + c_out * v, s_n, s_next)
+        aim = denoised(target, x_next, s_next, cond, embeds, time_ids)
+    pred = denoised(student, x_n, s_n, cond, embeds, time_ids)
+    per_sample = pseudo_huber(pred.float(), aim.float(), CD_HUBER_C).flatten(1).mean(1)
+    return (cd_weight(s_n, s_next) * per_sample).mean()
+
+
+def distill_toy_svd(folder, pipe, teacher, pixels: torch.Tensor, steps: int, batch: int = 4, lr: float = 1e-4,
+                    ema: float = CD_EMA, seed: int = 0, save_every: int = 100, progress: bool = True):
+    """Consistency-distil ``teacher`` into a student initialised from it (and an EMA target, mu = 0.95),
+    with :func:`cd_loss` at grid indices n ~ U{0 .. 38}, on ``pixels``' videos. Returns (student, fit)."""
+    import copy
+
+    from . import training
+    from .consistency import ema_update
+
+    data = svd_conditions(pipe, pixels)
+    student = copy.deepcopy(teacher).requires_grad_(True).train()
+    target_net = copy.deepcopy(teacher).requires_grad_(False).eval()
+    teacher = copy.deepcopy(teacher).requires_grad_(False).eval()  # the caller's module is left as it was
+    frames = pixels.shape[1]
+
+    def loss_fn(step, g):
+        idx = torch.randint(0, len(pixels), (batch,), generator=g)
+        x0, cond, embeds, ids = _batch(data, pipe.vae, pixels, idx, g, 0.0)
+        index = torch.randint(0, NUM_TRAIN_TIMESTEPS - 1, (batch,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        return cd_loss(student, target_net, teacher, x0, cond, embeds, ids, index, noise,
+                       sample_guidance(batch, frames, g))
+
+    fit = training.fit("toy-svd-cd", {"unet": student, "target": target_net}, loss_fn, steps, lr, folder, seed=seed,
+                       save_every=save_every, progress=progress,
+                       after_step=lambda step: ema_update(target_net, student, ema))
+    student.eval()
+    return student, fit
+
+
+# -- the zoo's toy SVD, and how it is measured ----------------------------------------------
+
+
+def load_toy_svd_teacher(device: str = "cpu"):
+    """The zoo's toy SVD-xt (the teacher UNet) in ``StableVideoDiffusionPipeline`` with SVD's Euler
+    scheduler, or a UserError when the zoo has none."""
+    from diffusers import StableVideoDiffusionPipeline
+
+    from .toy import zoo
+
+    folder = zoo.root() / TOY_SVD
+    if not (folder / "model_index.json").is_file():
+        raise UserError(f"the toy zoo has no trained SVD ({folder}); build it with "
+                        "`python -m animatelcm_helpers.toy.build --only svd_teacher svd_student`")
+    pipe = pipelines.from_pretrained(StableVideoDiffusionPipeline, config.toy_weights(TOY_SVD), "toy SVD teacher",
+                                     scheduler=euler_baseline_scheduler(), torch_dtype=torch.float32)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.svd_note, pipe.svd_size = f"toy SVD-xt teacher (Euler) from {folder}", SIZES["toy"]
+    return pipe
+
+
+def eval_set(n: int = EVAL_VIDEOS):
+    """The fixed evaluation inputs: the first frames of test videos 0 .. n-1 (each test digit in
+    all 4 directions) as uint8 (n, H, W, 3), with their digits and directions."""
+    from .toy.data import to_uint8
+
+    pixels, digits, directions = toy_videos("test", n)
+    return to_uint8(pixels[:, 0].numpy()), digits.numpy(), directions
+
+
+def evaluate_svd(pipe, steps: int, min_guidance: float = 1.0, max_guidance: float = 1.0, n: int = EVAL_VIDEOS,
+                 label: str = "", frechet: bool = True) -> dict:
+    """Sample one video per evaluation input (seed = its index) and measure it: ``digit`` (the
+    classifier reads the input image's digit), ``direction`` (the centroid moves the way the input's
+    video moved), ``both``, ``frechet`` (against metrics' 720 real test videos; needs >= 2 videos),
+    ``unet_evals`` and ``seconds`` per video. Returns (row, videos)."""
+    from . import metrics
+
+    images, digits, directions = eval_set(n)
+    gens = [generate_svd(pipe, img, steps=steps, seed=i, min_guidance=min_guidance, max_guidance=max_guidance)
+            for i, img in enumerate(images)]
+    videos = np.stack([g.frames for g in gens])
+    digit_ok = metrics.read_digits(videos) == digits
+    dir_ok = np.array([r == d for r, d in zip(metrics.read_direction(videos), directions)])
+    row = {"label": label, "steps": steps, "min_guidance": min_guidance, "max_guidance": max_guidance,
+           "videos": len(videos), "digit": float(digit_ok.mean()), "direction": float(dir_ok.mean()),
+           "both": float((digit_ok & dir_ok).mean()), "unet_evals": gens[0].unet_evaluations,
+           "seconds": float(np.mean([g.seconds for g in gens]))}
+    if frechet and len(videos) >= 2:
+        row["frechet"] = metrics.frechet_distance(metrics.video_features(videos), metrics.reference_features())
+    return row, videos
+
+
+def format_svd_table(rows: list[dict]) -> str:
+    """Rows of :func:`evaluate_svd` as markdown."""
+    lines = ["| model | steps | guidance | UNet evals | digit | direction | both | Frechet | s / video |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        g = "none" if r["max_guidance"] == 1 else f"ramp {r['min_guidance']:g} -> {r['max_guidance']:g}"
+        fd = f"{r['frechet']:.1f}" if r.get("frechet") is not None else "-"
+        lines.append(f"| {r['label']} | {r['steps']} | {g} | {r['unet_evals']} | {r['digit']:.2f} | "
+                     f"{r['direction']:.2f} | {r['both']:.2f} | {fd} | {r['seconds']:.3f} |")
+    return "\n".join(lines)
+
+
 __all__ = [
     "AnimateLCMSVDScheduler",
     "AnimateLCMSVDSchedulerOutput",
@@ -673,4 +1102,16 @@ __all__ = [
     "toy_svd_pipeline",
     "load_svd",
     "generate_svd",
+    "toy_unet",
+    "toy_temporal_vae",
+    "train_toy_vae",
+    "train_toy_svd_teacher",
+    "teacher_loss",
+    "euler_step",
+    "cd_weight",
+    "cd_loss",
+    "distill_toy_svd",
+    "load_toy_svd_teacher",
+    "evaluate_svd",
+    "format_svd_table",
 ]

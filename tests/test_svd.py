@@ -252,3 +252,220 @@ def test_full_world_offline_says_what_is_missing(monkeypatch, tmp_path):
     assert "is not on this machine" in text and "HF_HUB_OFFLINE is set" in text
     assert f"hf download {config.HUB['animatelcm_svd_xt'].repo_id}" in text
     assert "world='toy'" in text
+
+
+# ------------------------------------------------------------------------------------------
+# The toy SVD teacher and its consistency distillation (the official AnimateLCM-SVD recipe)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_parts():
+    return svd.toy_parts(seed=0)
+
+
+def test_euler_step_is_diffusers_euler_discrete_step():
+    """The distillation's teacher step = SVD's own sampler step (EulerDiscreteScheduler, v-prediction)."""
+    sched = svd.euler_baseline_scheduler()
+    sched.set_timesteps(25)
+    g = torch.Generator().manual_seed(0)
+    x, v = torch.randn(1, 8, 4, 8, 8, generator=g) * 30, torch.randn(1, 8, 4, 8, 8, generator=g)
+    for i in (0, 5, 12, 23):
+        sched._step_index = i
+        expected = sched.step(v, sched.timesteps[i], x).prev_sample
+        s, s_next = float(sched.sigmas[i]), float(sched.sigmas[i + 1])
+        c_skip, c_out, _ = svd.scalings(s)
+        torch.testing.assert_close(svd.euler_step(x, c_skip * x + c_out * v, s, s_next), expected, rtol=1e-5, atol=1e-5)
+    # SVD's Euler sampler and the consistency grid share the EDM noise levels: 0.002 .. 700
+    assert float(sched.sigmas[0]) == pytest.approx(700.0, rel=1e-4)
+
+
+def test_cd_weights_and_guidance_follow_the_recipe():
+    grid = svd.karras_sigmas()
+    w = svd.cd_weight(torch.tensor(grid[:-1]), torch.tensor(grid[1:]))
+    np.testing.assert_allclose(w.numpy(), (1.0 / (grid[:-1] - grid[1:])) ** 0.1, rtol=1e-6)
+    assert w[0] < 1 < w[-1]  # large gaps (high noise) weigh less
+    gs = svd.sample_guidance(500, 8, torch.Generator().manual_seed(0))
+    assert gs.shape == (500, 8)
+    assert set(np.round(gs[:, 0].numpy(), 4)) == {1.0, 1.25, 1.5}
+    assert set(np.round(gs[:, -1].numpy(), 4)) == {2.0, 2.25, 2.5}
+    np.testing.assert_allclose(gs[0].numpy(), np.linspace(float(gs[0, 0]), float(gs[0, -1]), 8), rtol=1e-6)
+
+
+def test_training_inputs_are_what_the_pipeline_feeds_the_unet(toy_parts):
+    """The UNet input the recipes build (c_in x ++ condition latent, 0.25 ln s, CLIP embedding, time
+    ids) equals what StableVideoDiffusionPipeline itself feeds the UNet, captured at its first call."""
+    from PIL import Image
+
+    from animatelcm_helpers.toy.data import to_uint8
+
+    frames = to_uint8(svd.toy_videos("test", 1)[0].numpy())  # as the pipeline gets them: uint8 images
+    pixels = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)
+    seen = {}
+
+    def capture(module, args, kwargs):
+        seen.setdefault("args", (args, kwargs))
+
+    latents = torch.randn(1, 8, 4, 8, 8, generator=torch.Generator().manual_seed(1))  # the pipeline scales it
+    handle = toy_parts.unet.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            toy_parts(Image.fromarray(frames[0, 0]), height=32, width=32, num_frames=8, num_inference_steps=2,
+                      min_guidance_scale=1.0, max_guidance_scale=1.0, noise_aug_strength=0.0, latents=latents.clone(),
+                      fps=svd.DEMO["fps"], motion_bucket_id=svd.DEMO["motion_bucket_id"], output_type="latent")
+    finally:
+        handle.remove()
+    (sample, t), kw = seen["args"][0][:2], seen["args"][1]
+    cond = svd.svd_conditions(toy_parts, pixels)
+    first = svd.condition_latents(toy_parts.vae, pixels[:, 0], torch.Generator(), noise_aug_strength=0.0)
+    sigma = torch.tensor([700.0])
+    x = latents * toy_parts.scheduler.init_noise_sigma  # x = sqrt(s_max^2 + 1) z, Euler's start
+    torch.testing.assert_close(sample[:, :, :4], x * svd.scalings(sigma)[2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sample[:, :, 4:], first[:, None].expand(-1, 8, -1, -1, -1))
+    torch.testing.assert_close(torch.as_tensor(t, dtype=torch.float32).reshape(-1)[0], svd.timestep_of(sigma)[0],
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(kw["encoder_hidden_states"], cond["image_embeds"], rtol=1e-5, atol=1e-6)
+    ids = svd.added_time_ids(1, noise_aug_strength=0.0)
+    torch.testing.assert_close(kw["added_time_ids"], ids)
+
+
+def test_teacher_loss_target_recovers_x0():
+    """F* = (x0 - c_skip x)/c_out is the v the denoiser needs: c_skip x + c_out F* = x0, and it is
+    SVD's v-prediction target (z - s x0)/sqrt(s^2 + 1) (x = x0 + s z)."""
+    g = torch.Generator().manual_seed(0)
+    x0, z = torch.randn(3, 2, 4, 8, 8, generator=g), torch.randn(3, 2, 4, 8, 8, generator=g)
+    s = torch.tensor([0.01, 1.0, 300.0]).reshape(-1, 1, 1, 1, 1)
+    x = x0 + s * z
+    c_skip, c_out, _ = svd.scalings(s)
+    target = (x0 - c_skip * x) / c_out
+    torch.testing.assert_close(target, (z - s * x0) / torch.sqrt(s**2 + 1), rtol=1e-4, atol=1e-4)
+    sig = svd.training_sigmas(4000, torch.Generator().manual_seed(0))
+    assert float(sig.min()) >= svd.SIGMA_MIN and float(sig.max()) == pytest.approx(700.0)  # grid points reach s_max
+    assert abs(float(torch.log(sig).median()) - 0.7) < 1.5
+
+
+def test_cd_loss_at_init_is_the_formula(toy_parts):
+    """At initialisation (student = target = teacher) the loss equals the recipe written out by hand
+    with diffusers' own Euler step (EulerDiscreteScheduler on the two sigmas s_n, s_n+1)."""
+    from animatelcm_helpers.consistency import pseudo_huber
+
+    unet = toy_parts.unet.eval()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 8, 4, 8, 8, generator=g)
+    cond, embeds = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 1, 32, generator=g)
+    ids, noise = svd.added_time_ids(2), torch.randn(2, 8, 4, 8, 8, generator=g)
+    index = torch.tensor([3, 30])
+    guidance = svd.sample_guidance(2, 8, g)
+    with torch.no_grad():
+        loss = svd.cd_loss(unet, unet, unet, x0, cond, embeds, ids, index, noise, guidance)
+        grid = svd.karras_sigmas()
+        expected = []
+        for b in range(2):
+            n = int(index[b])
+            s, s_next = float(grid[n]), float(grid[n + 1])
+            x = x0[b : b + 1] + s * noise[b : b + 1]
+            sb = torch.tensor([s])
+            v_c = svd.v_model(unet, x, sb, cond[b : b + 1], embeds[b : b + 1], ids[:1])
+            v_u = svd.v_model(unet, x, sb, torch.zeros_like(cond[:1]), torch.zeros_like(embeds[:1]), ids[:1])
+            v = v_u + guidance[b].reshape(1, 8, 1, 1, 1) * (v_c - v_u)
+            euler = svd.euler_baseline_scheduler()
+            euler.set_timesteps(sigmas=[s, s_next])  # a 2-point schedule: sigmas [s, s_next, 0]
+            euler._step_index = 0
+            x_next = euler.step(v, euler.timesteps[0], x).prev_sample
+            aim = svd.denoised(unet, x_next, torch.tensor([s_next]), cond[b : b + 1], embeds[b : b + 1], ids[:1])
+            pred = svd.denoised(unet, x, sb, cond[b : b + 1], embeds[b : b + 1], ids[:1])
+            expected.append((1 / (s - s_next)) ** 0.1 * pseudo_huber(pred, aim).mean())
+        torch.testing.assert_close(loss, torch.stack(expected).mean().float(), rtol=1e-4, atol=1e-6)
+        assert float(loss) > 0
+        # the boundary condition: at the grid's last level (0.002) the target is (almost) its input
+        x = x0[:1] + 0.002 * noise[:1]
+        edge = svd.denoised(unet, x, torch.tensor([0.002]), cond[:1], embeds[:1], ids[:1])
+        assert float((edge - x).abs().max()) < 0.02
+
+
+def test_toy_svd_distillation_resumes_bit_identically(tmp_path, monkeypatch, toy_parts):
+    """Interrupted at step 2 (Ctrl-C saves a checkpoint) and resumed = uninterrupted, bit for bit;
+    the student starts as the teacher and the teacher never changes."""
+    pixels = svd.toy_videos("train", 4)[0]
+    teacher = toy_parts.unet
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    kwargs = dict(steps=4, batch=2, save_every=2, progress=False)
+    straight, fit = svd.distill_toy_svd(tmp_path / "a", toy_parts, teacher, pixels, **kwargs)
+    calls = {"n": 0}
+    original = svd.cd_loss
+
+    def interrupted(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kw)
+
+    monkeypatch.setattr(svd, "cd_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        svd.distill_toy_svd(tmp_path / "b", toy_parts, teacher, pixels, **kwargs)
+    monkeypatch.setattr(svd, "cd_loss", original)
+    resumed, fit2 = svd.distill_toy_svd(tmp_path / "b", toy_parts, teacher, pixels, **kwargs)
+    assert fit2.resumed_from == 2 and fit2.losses == fit.losses and len(fit.losses) == 4
+    for (n, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), n
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(not torch.equal(p, before[k]) for k, p in straight.state_dict().items())
+
+
+def test_teacher_training_lowers_the_loss_and_resumes(tmp_path, toy_parts):
+    import copy
+
+    pixels = svd.toy_videos("train", 8)[0]
+    pipe = svd.toy_parts(vae=toy_parts.vae, unet=copy.deepcopy(toy_parts.unet))
+    fit = svd.train_toy_svd_teacher(tmp_path / "t", pipe, pixels, steps=3, batch=2, save_every=3, progress=False)
+    assert len(fit.losses) == 3 and all(np.isfinite(fit.losses))
+    again = svd.train_toy_svd_teacher(tmp_path / "t", pipe, pixels, steps=3, batch=2, progress=False)
+    assert again.resumed_from == 3 and again.losses == fit.losses
+
+
+def test_load_svd_uses_the_zoos_distilled_unet(tmp_path, monkeypatch, toy_parts):
+    """A zoo with svd/ (the toy SVD-xt) and svd/animatelcm_unet (the student): load_svd puts the
+    student into the pipeline with the consistency scheduler; the teacher loads with Euler."""
+    import json
+
+    from diffusers import EulerDiscreteScheduler
+
+    zoo_dir = tmp_path / "zoo"
+    toy_parts.save_pretrained(zoo_dir / svd.TOY_SVD, safe_serialization=True)
+    student = svd.toy_unet(seed=5)
+    student.save_pretrained(zoo_dir / svd.TOY_SVD / svd.TOY_STUDENT_FOLDER, safe_serialization=True)
+    (zoo_dir / "manifest.json").write_text(json.dumps({"trained": True}))
+    monkeypatch.setenv("ANIMATELCM_TOY_ZOO", str(zoo_dir))
+    pipe = svd.load_svd(world="toy", device="cpu")
+    assert "distilled UNet" in pipe.svd_note and isinstance(pipe.scheduler, svd.AnimateLCMSVDScheduler)
+    for (k, v), w in zip(student.state_dict().items(), pipe.unet.state_dict().values()):
+        assert torch.equal(v, w), k
+    teacher = svd.load_toy_svd_teacher()
+    assert isinstance(teacher.scheduler, EulerDiscreteScheduler)
+    assert teacher.scheduler.config.prediction_type == "v_prediction"
+    for (k, v), w in zip(toy_parts.unet.state_dict().items(), teacher.unet.state_dict().values()):
+        assert torch.equal(v, w), k
+    gen = svd.generate_svd(pipe, IMAGE, steps=2, max_guidance=1.0)
+    assert gen.frames.shape == (8, 32, 32, 3) and gen.unet_evaluations == 2
+
+
+def test_toy_svd_teacher_missing_says_how_to_build(tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"trained": True}))
+    monkeypatch.setenv("ANIMATELCM_TOY_ZOO", str(tmp_path))
+    with pytest.raises(UserError, match="--only svd_teacher"):
+        svd.load_toy_svd_teacher()
+
+
+def test_decoder_finetune_keeps_the_latent_space(tmp_path):
+    """The temporal decoder is fine-tuned with the encoder frozen: latents (so the UNets) stay valid."""
+    vae = svd.toy_temporal_vae(seed=0)
+    enc = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
+    dec = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
+    fit = svd.finetune_toy_decoder(tmp_path / "d", vae, steps=2, batch=1, videos=2, progress=False)
+    assert len(fit.losses) == 2 and all(np.isfinite(fit.losses))
+    for k, v in vae.encoder.state_dict().items():
+        assert torch.equal(v, enc[k]), k
+    assert any(not torch.equal(v, dec[k]) for k, v in vae.decoder.state_dict().items())

@@ -53,8 +53,9 @@ print("saved and loaded, same sigmas:", torch.equal(scheduler.sigmas, again.sigm
 md('''## 3. Image-to-video with `StableVideoDiffusionPipeline`
 
 `svd.load_svd()` gives SVD-xt's own pipeline with the AnimateLCM-SVD-xt UNet and this scheduler (full world), or the same
-pipeline class built from tiny toy parts (toy world). In the toy world the parts are **random-initialised** for now
-(`pipe.svd_note` says so): the pictures below show the plumbing, not a trained model.'''),
+pipeline class at toy size (toy world): the toy zoo's SVD-xt stand-in with its **distilled** UNet swapped in, exactly as the
+full world swaps the AnimateLCM-SVD-xt UNet into SVD-xt (`pipe.svd_note` says what was loaded; section 5 shows how
+the toy teacher and student were trained). The input image is the first frame of a held-out Moving Digits video.'''),
 code('''pipe = svd.load_svd()
 print(pipe.svd_note)
 from animatelcm_helpers.toy.data import MovingDigits, to_uint8
@@ -80,18 +81,101 @@ print(f"temporal VAE decode of 25 frames: {flops['vae_decode_flops'] / 1e12:.1f}
 print(svd.format_cost_table(svd.cost_table(flops=flops)))'''),
 md('''At 4 steps AnimateLCM-SVD-xt does **8.0%** of SVD-xt's UNet work (11.8% counting the VAE decode, which both pay once);
 at 2 steps 4.0% (8.0%). Wall time follows the FLOPs on a GPU only roughly: `scripts/benchmark_svd.py` measures seconds per
-video for both, in one run, on whatever machine it is given (on a CPU at reduced size).
+video for both, in one run, on whatever machine it is given (on a CPU at reduced size).'''),
+md('''## 5. A toy SVD, trained: teacher, consistency distillation, student
+
+The toy world has its own SVD-xt: the same `StableVideoDiffusionPipeline` parts at toy size (a factor-4
+`AutoencoderKLTemporalDecoder`, a tiny CLIP image tower, a 0.6 M-parameter `UNetSpatioTemporalConditionModel`), trained
+as SVD is: **image-to-video**, the first frame's VAE latent concatenated to the noisy latents of every frame, the
+image's CLIP embedding as cross-attention context, `added_time_ids` = (fps - 1, motion bucket, noise augmentation),
+EDM preconditioning with v-prediction ($c_\\text{in} = 1/\\sqrt{\\sigma^2+1}$, timestep $0.25\\ln\\sigma$) on log-normal and
+Karras noise levels up to $\\sigma_\\max = 700$.
+
+**Which way does the digit go?** SVD has no prompt: the image decides. In Moving Digits the first frame already shows the
+motion: a moving digit leaves a fading afterimage trail behind it, and a digit that will travel 14 px starts at the
+far side of the canvas. The model must continue the motion its input shows. **Faithfulness** of a generated video: the
+classifier reads the input image's digit, and the centroid moves the way the input's video moved.'''),
+code('''from animatelcm_helpers import metrics, results
+from animatelcm_helpers.toy.data import DIRECTIONS
+
+images, digits, directions = svd.eval_set(8)
+pick = [directions.index(d) for d in DIRECTIONS]  # one input per direction
+real = svd.toy_videos("test", 8)[0]
+media.show_rows({f"{directions[i]} (real video)": to_uint8(real[i].numpy()) for i in pick})
+print("the inputs are the first frames; their trail points away from where the digit goes")'''),
+md('''**The teacher** samples as SVD-xt does: 25 Euler steps with classifier-free guidance ramped over the frames
+(SVD's defaults, 1.0 on the first frame to 3.0 on the last): 50 UNet evaluations a video.'''),
+code('''teacher = svd.load_toy_svd_teacher()
+print(teacher.svd_note)
+slow = svd.generate_svd(teacher, images[pick[1]], steps=25, min_guidance=1.0, max_guidance=3.0, seed=0)
+print(f"{slow.unet_evaluations} UNet evaluations, {slow.seconds:.2f} s; the digit moves:", metrics.read_direction(slow.frames[None])[0],
+      "| asked:", directions[pick[1]])
+media.show_frames(slow.frames, title="teacher, 25 Euler steps, guidance ramp 1 -> 3")'''),
+md('''**Training, for real, in a few steps.** The zoo's teacher was trained with `svd.train_toy_svd_teacher` (the
+EDM loss, which with $\\lambda(\\sigma) = (\\sigma^2+1)/\\sigma^2$ is plain MSE on the v-output) and distilled with
+`svd.distill_toy_svd`, the official AnimateLCM-SVD recipe: a student initialised from the teacher, for a grid index
+$n \\sim U\\{0..38\\}$ of the 40-point Karras grid one **Euler** step of the guided teacher from $\\sigma_n$ to $\\sigma_{n+1}$
+(guidance ramped over frames, `linspace(choice{1, 1.25, 1.5}, choice{2, 2.25, 2.5})`), the EMA target
+($\\mu = 0.95$) at $\\sigma_{n+1}$, and the pseudo-Huber distance weighted by $(1/(\\sigma_n - \\sigma_{n+1}))^{0.1}$.
+The cell runs both loops on a few videos (checkpoints, resumable, as `python -m animatelcm_helpers.toy.build` runs them);
+the zoo's runs are in its manifest below. As in SVD, whose temporal decoder was fine-tuned on the frozen encoder of
+Stable Diffusion's VAE, the zoo's last stage fine-tunes the toy temporal decoder with its encoder frozen
+(`svd.finetune_toy_decoder`, clips of 1 to 8 frames, as the pipeline decodes `decode_chunk_size` frames at a time):
+the latent space does not move, so the teacher and the student stay valid.'''),
+code('''import copy, json, tempfile
+from pathlib import Path
+from animatelcm_helpers.toy import zoo
+
+steps = 2 if settings.test_mode else 20
+videos = svd.toy_videos("train", 16)[0]
+with tempfile.TemporaryDirectory() as work:
+    parts = svd.toy_parts(vae=teacher.vae, unet=copy.deepcopy(teacher.unet))
+    fit = svd.train_toy_svd_teacher(Path(work) / "teacher", parts, videos, steps=steps, batch=4, lr=1e-4)
+    print("teacher loss (EDM, v):", np.round(fit.losses, 4).tolist()[:10])
+    student, fit = svd.distill_toy_svd(Path(work) / "student", teacher, teacher.unet, videos, steps=steps, batch=2)
+    print("consistency distillation loss:", np.round(fit.losses, 4).tolist()[:10])
+manifest = json.loads((zoo.root() / "manifest.json").read_text())["stages"]
+for stage in ("svd_vae", "svd_teacher", "svd_student", "svd_decoder"):
+    info = manifest[stage]
+    print(f"zoo {stage}: {info['steps']} steps, {info['seconds']:.0f} s", {k: v for k, v in info.items() if k in ("psnr_test_db_before", "psnr_test_db", "final_loss")})'''),
+md('''**The student**, loaded by `svd.load_svd()` above, samples with `AnimateLCMSVDScheduler` **without guidance**: one UNet
+evaluation a step. Side by side with the teacher, same input, same seed:'''),
+code('''lcm = svd.load_svd(world="toy")
+row = {"teacher, 25 steps + CFG": slow.frames}
+for n in (1, 2, 4, 8):
+    row[f"student, {n} step(s)"] = svd.generate_svd(lcm, images[pick[1]], steps=n, min_guidance=1.0, max_guidance=1.0, seed=0).frames
+media.show_rows(row)'''),
+code('''media.show_videos({k: v for k, v in row.items() if k in ("teacher, 25 steps + CFG", "student, 4 step(s)", "student, 1 step(s)")})'''),
+md('''### The table: faithfulness and cost at 1/2/4/8 steps
+
+Measured by `python scripts/tables.py svd` over 40 held-out inputs (10 digits x 4 directions, one seed each) and saved
+with the package (`animatelcm_helpers/results/svd.json`); seconds are per video on the CPU that made it.'''),
+code('''table = results.load("svd")
+print(svd.format_svd_table(table["rows"]))
+ratio = table["student_4_steps_over_teacher_25"]
+print(f"student at 4 steps / teacher at 25 guided steps: digit {ratio['digit']:.2f}, direction {ratio['direction']:.2f}"
+      f"; Frechet of 40 real videos (the floor): {table['frechet_floor']:.1f}")'''),
+md('''And a live check on a few inputs (more in normal mode), with the same function:'''),
+code('''n = 4 if settings.test_mode else 12
+live = [svd.evaluate_svd(lcm, 4, n=n, label="AnimateLCM-SVD-xt (toy)", frechet=False)[0],
+        svd.evaluate_svd(teacher, 25, 1.0, 3.0, n=n, label="SVD-xt teacher (toy), Euler", frechet=False)[0]]
+print(svd.format_svd_table(live))'''),
+md('''Read the table for the paper's claim at toy scale: the distilled student without guidance against the guided
+teacher at 25 steps (50 UNet evaluations), at a few percent of the UNet work.
 
 ## Summary
 
 - The SVD-xt consistency model samples 1-8 of 40 Karras noise levels, with v-prediction boundary scalings and fresh noise between steps.
 - `svd.AnimateLCMSVDScheduler` is a diffusers scheduler: it drops into `StableVideoDiffusionPipeline` and saves/loads its config.
 - Counted, not quoted: 4 steps without guidance = 8.0% of SVD-xt's 25 guided steps (UNet work). The demo's guidance ramp doubles that.
+- In the toy world the whole recipe runs: an SVD teacher (image-to-video, EDM, v-prediction) and its consistency distillation (one guided Euler step to the adjacent Karras index, EMA target, weighted pseudo-Huber); the student samples without guidance.
 
 ## Exercises
 
 1. Compute by hand the sigma at index 20 of the grid and check it against `svd.karras_sigmas()[20]`.
 2. Count the FLOPs at 14 frames (SVD, not xt) with `svd.count_svd_flops(frames=14)`. Does the fraction change? Why not?
-3. Run `python scripts/benchmark_svd.py` and compare the measured time ratio with the FLOP ratio. Which costs does FLOP counting leave out?'''),
+3. Run `python scripts/benchmark_svd.py` and compare the measured time ratio with the FLOP ratio. Which costs does FLOP counting leave out?
+4. Sample the toy student at 4 steps WITH the demo's guidance ramp (`max_guidance=1.2`). What does it cost, and does faithfulness move?
+5. Distil with the weight power 0 instead of 0.1 (`svd.CD_WEIGHT_POWER`) for a few hundred steps: which steps change most?'''),
 ]
 write(cells, Path(__file__).parents[2] / "notebooks" / "07_svd_xt.ipynb")
