@@ -89,6 +89,8 @@ HUB: dict[str, Weights] = {
     "controlnet_openpose": Weights("lllyasviel/control_v11p_sd15_openpose"),
     "controlnet_depth": Weights("lllyasviel/control_v11f1p_sd15_depth"),
     "controlnet_lineart": Weights("lllyasviel/control_v11p_sd15_lineart"),
+    # controlnet-aux's detector weights (OpenPose, MiDaS depth, HED); Canny/line art/shuffle need none.
+    "annotators": Weights("lllyasviel/Annotators"),
 }
 
 

@@ -378,3 +378,156 @@ def save_student(folder, student) -> Path:
     extract_adapter(student).save_pretrained(folder, safe_serialization=True)
     zoo.save_unet_lora(folder, lora_state_dict(student))
     return folder
+
+
+# ------------------------------------------------------------------------------------------
+# Teacher-free adaptation: adapters trained against the video consistency model itself
+# ------------------------------------------------------------------------------------------
+
+ADAPTER_OBJECTIVES = ("consistency", "diffusion")
+
+
+def controlled_call(unet, controlnet, scale: float = 1.0) -> Callable:
+    """``(x, t, text, cond) -> eps`` of a UNetMotionModel steered by a ControlNet, frame by frame,
+    as ``AnimateDiffControlNetPipeline`` runs them: the ControlNet sees every frame (B F, C, h, w)
+    with its own conditioning image, and its residuals are added to the UNet's skip connections
+    (times ``scale``, the pipeline's ``controlnet_conditioning_scale``).
+
+    ``x`` (B, F, C, h, w) latents, ``t`` (B,), ``text`` (B, tokens, dim), ``cond`` (B, F, 3, H, W)
+    conditioning images in [0, 1].
+    """
+
+    def call(x, t, text, cond):
+        for net in (unet, controlnet):
+            if _device(net) != x.device:
+                net.to(x.device)
+        b, f = x.shape[:2]
+        frames_t, frames_text = t.repeat_interleave(f), text.repeat_interleave(f, dim=0)
+        down, mid = controlnet(x.flatten(0, 1), frames_t, encoder_hidden_states=frames_text,
+                               controlnet_cond=cond.flatten(0, 1).to(x), conditioning_scale=scale, return_dict=False)
+        out = unet(x.permute(0, 2, 1, 3, 4), t, encoder_hidden_states=frames_text,
+                   down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+        return out.permute(0, 2, 1, 3, 4)
+
+    return call
+
+
+def consistency_training_loss(online: Callable, target: Callable, x0: torch.Tensor, text: torch.Tensor,
+                              cond: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator,
+                              distance: Callable = pseudo_huber, solver_steps: int = SOLVER_STEPS,
+                              device=None) -> torch.Tensor:
+    """The teacher-free objective: consistency TRAINING on the video consistency model's grid.
+
+    Both points lie on ONE noising path of the same clean latent with the same noise (no teacher
+    solves the ODE between them):
+
+        x_t    = sqrt(abar_t)    x0 + sqrt(1 - abar_t)    z
+        x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) z,      t_prev = t - k
+        L      = d( f_(theta, phi)(x_t, t, c), f_(theta, phi-)(x_prev, t_prev, c) )
+
+    theta is the frozen consistency model, phi the adapter being trained, phi- its EMA (or a
+    stop-gradient copy), c the condition. ``online``/``target``: ``(x, t, text, cond) -> eps``.
+    """
+    b = x0.shape[0]
+    grid = solver_timesteps(solver_steps, len(alphas_cumprod))
+    k = len(alphas_cumprod) // solver_steps
+    t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
+    t_prev = (t - k).clamp(min=0)
+    z = torch.randn(x0.shape, generator=g)
+    part = training.shard()
+    x0, text, cond, t, t_prev, z = x0[part], text[part], cond[part], t[part], t_prev[part], z[part]
+    if device is not None:
+        x0, text, cond, t, t_prev, z, alphas_cumprod = (
+            v.to(device) for v in (x0, text, cond, t, t_prev, z, alphas_cumprod))
+
+    def noised(step):
+        a = append_dims(alphas_cumprod[step], x0.ndim)
+        return a.sqrt() * x0 + (1 - a).sqrt() * z
+
+    x_t, x_prev = noised(t), noised(t_prev)
+    pred = consistency_prediction(online(x_t, t, text, cond), x_t, t, alphas_cumprod)
+    with torch.no_grad():
+        goal = consistency_prediction(target(x_prev, t_prev, text, cond), x_prev, t_prev, alphas_cumprod)
+    return distance(pred.float(), goal.float()).mean()
+
+
+def diffusion_adapter_loss(model: Callable, x0: torch.Tensor, text: torch.Tensor, cond: torch.Tensor,
+                           alphas_cumprod: torch.Tensor, g: torch.Generator, device=None) -> torch.Tensor:
+    """The naive alternative: the ordinary diffusion loss ||eps_(theta, phi)(x_t, t, c) - z||^2,
+    t ~ U{0..T-1}, with the adapter on the diffusion model (the teacher), as adapters are usually
+    trained; the result is then plugged into the consistency model."""
+    b = x0.shape[0]
+    t = torch.randint(0, len(alphas_cumprod), (b,), generator=g)
+    z = torch.randn(x0.shape, generator=g)
+    part = training.shard()
+    x0, text, cond, t, z = x0[part], text[part], cond[part], t[part], z[part]
+    if device is not None:
+        x0, text, cond, t, z, alphas_cumprod = (v.to(device) for v in (x0, text, cond, t, z, alphas_cumprod))
+    a = append_dims(alphas_cumprod[t], x0.ndim)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * z
+    return torch.nn.functional.mse_loss(model(x_t, t, text, cond).float(), z.float())
+
+
+def as_conditioning(cond: torch.Tensor, frames: int) -> torch.Tensor:
+    """Conditioning images as floats in [0, 1], one per frame (B, F, 3, H, W): uint8 maps are
+    divided by 255; one image per video (B, 3, H, W), the image-to-video case, repeats over the
+    frames (the official I2V adapter's first frame, repeated)."""
+    cond = cond.float() / 255.0 if cond.dtype == torch.uint8 else cond.float()
+    if cond.ndim == 4:
+        cond = cond[:, None].expand(-1, frames, -1, -1, -1)
+    return cond
+
+
+def train_adapter(folder, controlnet, model, latents: torch.Tensor, conds: torch.Tensor, ids: torch.Tensor,
+                  text: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int, objective: str = "consistency",
+                  batch: int = 8, lr: float = 5e-4, ema: float = 0.95, distance: str = "huber", seed: int = 0,
+                  save_every: int = 100, progress: bool = True, recipe: str | None = None,
+                  solver_steps: int = SOLVER_STEPS):
+    """Train a ControlNet-like adapter for video latents ``(N, F, C, h, w)``.
+
+    ``objective="consistency"`` (teacher-free, AnimateLCM): ``model`` is the frozen video
+    consistency model (a UNetMotionModel with its LCM LoRA); the loss is
+    :func:`consistency_training_loss` with an EMA copy of the adapter (``ema`` = mu) as target.
+    ``objective="diffusion"`` (the naive alternative): ``model`` is the frozen diffusion teacher
+    and the loss :func:`diffusion_adapter_loss`.
+    ``conds``: per-frame maps (N, F, 3, H, W) or one image per video (N, 3, H, W), uint8 or [0, 1].
+    ``solver_steps`` (N): the consistency-training grid, k = 1000 // N between the two points
+    (50, the LCM grid, by default; a coarser grid gives each step a larger, stronger jump).
+    Checkpoints in ``folder`` resume exactly. Returns ``(controlnet, fit)``.
+    """
+    if objective not in ADAPTER_OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}; choose 'consistency' (teacher-free) or 'diffusion' (naive)")
+    dist = _check(steps, batch, (0.0, 0.0), distance)
+    if latents.ndim != 5:
+        raise UserError(f"video latents must be (videos, frames, channels, h, w), got {tuple(latents.shape)}")
+    if len(conds) != len(latents):
+        raise UserError(f"{len(latents)} videos but {len(conds)} conditions: give one condition per video")
+    model = model.eval().requires_grad_(False)
+    controlnet = controlnet.train().requires_grad_(True)
+    frames = latents.shape[1]
+    modules = {"controlnet": controlnet}
+    after = None
+    if objective == "consistency":
+        target_net = copy.deepcopy(controlnet).requires_grad_(False).eval()
+        modules["target"] = target_net
+        online, target = controlled_call(model, controlnet), controlled_call(model, target_net)
+
+        def after(step):
+            ema_update(target_net, controlnet, ema)
+
+        def loss(x0, e, c, g):
+            return consistency_training_loss(online, target, x0, e, c, alphas_cumprod, g, dist, solver_steps,
+                                             device=_device(controlnet))
+    else:
+        eps = controlled_call(model, controlnet)
+
+        def loss(x0, e, c, g):
+            return diffusion_adapter_loss(eps, x0, e, c, alphas_cumprod, g, device=_device(controlnet))
+
+    def loss_fn(step, g):
+        idx = torch.randint(0, len(latents), (batch,), generator=g)
+        return loss(latents[idx], text[ids[idx]], as_conditioning(conds[idx], frames), g)
+
+    fit = training.fit(recipe or f"adapter-{objective}", modules, loss_fn, steps, lr, folder, seed=seed,
+                       save_every=save_every, progress=progress, after_step=after)
+    return controlnet.eval(), fit

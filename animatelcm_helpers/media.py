@@ -38,7 +38,10 @@ def float_to_uint8(frames) -> np.ndarray:
 
 
 def as_video(frames) -> np.ndarray:
-    """Check and return a uint8 (F, H, W, 3) video; floats in [0, 1] are converted."""
+    """Check and return a uint8 (F, H, W, 3) video; floats in [0, 1] and lists of PIL images
+    (e.g. control maps) are converted."""
+    if isinstance(frames, (list, tuple)) and frames and all(hasattr(f, "convert") for f in frames):
+        frames = np.stack([np.asarray(f.convert("RGB")) for f in frames])
     arr = np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise UserError(f"a video is an array of shape (frames, height, width, 3), got {arr.shape}")

@@ -4,6 +4,8 @@
     python scripts/tables.py table1      # videos: our version of the paper's table 1
     python scripts/tables.py samplers    # LCM and TCD on the student, DDIM/Euler/DPM++ on the teacher
     python scripts/tables.py styles      # style LoRAs + the LCM LoRA (images) and + AnimateLCM (videos)
+    python scripts/tables.py control     # ControlNet / image-to-video adapters (teacher-free vs naive), video-to-video
+    python scripts/tables.py svd         # image-to-video: toy AnimateLCM-SVD-xt vs the toy SVD teacher
     python scripts/tables.py all
 
 Each table goes to ``animatelcm_helpers/results/<name>.json`` (rows of ``metrics.evaluate``) and is
@@ -34,6 +36,8 @@ def _save(name: str, rows: list, extra: dict | None = None) -> None:
 
 
 def stage1() -> None:
+    import torch
+
     from animatelcm_helpers import metrics, pipelines, results
     from animatelcm_helpers.toy import zoo
 
@@ -45,7 +49,7 @@ def stage1() -> None:
         ev(lora, n, 1.0, "LCM-LoRA student")
     from diffusers import UNet2DConditionModel
 
-    full = pipelines.load_t2i(unet=UNet2DConditionModel.from_pretrained(zoo.root() / "image-lcm" / "full"))
+    full = pipelines.load_t2i(unet=UNet2DConditionModel.from_pretrained(zoo.root() / "image-lcm" / "full", torch_dtype=torch.float32))
     for n in STEPS:  # guidance = w + 1 = 7.5 feeds the w-embedding: still one UNet call a step
         ev(full, n, TEACHER_CFG, "full LCD student (w = 6.5)")
     teacher = pipelines.load_t2i(scheduler="ddim")
@@ -125,7 +129,75 @@ def styles() -> None:
                             "created": results.stamp()})
 
 
-TABLES = {"stage1": stage1, "table1": table1, "samplers": samplers, "styles": styles}
+def control() -> None:
+    """Issue 8: control adherence, image-to-video and video-to-video on 40 held-out videos."""
+    from animatelcm_helpers import control as ctl
+    from animatelcm_helpers import pipelines, results
+
+    videos, prompts = ctl.test_videos(40)
+    rows = []
+
+    def add(row):
+        row.pop("frames")
+        rows.append(row)
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+
+    lcm = pipelines.load_t2v("animatelcm")
+    add(ctl.evaluate(lcm, videos, prompts, "t2v", steps=4, label="AnimateLCM, no control"))
+    for naive in (False, True):
+        kind = "naive (diffusion loss, on the teacher)" if naive else "teacher-free (consistency training)"
+        edges = ctl.controlnet_pipeline(ctl.load_controlnet("canny", naive=naive), pipe=lcm)
+        for detector in ("canny", "lineart"):
+            add(ctl.evaluate(edges, videos, prompts, "control", steps=4, detector=detector,
+                             label=f"AnimateLCM + {kind} edge ControlNet, {detector} maps"))
+        i2v = ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=naive), pipe=lcm)
+        add(ctl.evaluate(i2v, videos, prompts, "i2v", steps=4, label=f"AnimateLCM + {kind} I2V adapter"))
+    teacher = pipelines.load_t2v("teacher")
+    naive_on_teacher = ctl.controlnet_pipeline(ctl.load_controlnet("canny", naive=True), pipe=teacher)
+    add(ctl.evaluate(naive_on_teacher, videos, prompts, "control", steps=25, guidance=TEACHER_CFG,
+                     label="teacher (DDIM, CFG) + naive edge ControlNet, canny maps"))
+    add(ctl.evaluate(ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=True), pipe=teacher), videos, prompts,
+                     "i2v", steps=25, guidance=TEACHER_CFG, label="teacher (DDIM, CFG) + naive I2V adapter"))
+    pipelines.add_style(lcm, "neon", 0.8)
+    v2v = ctl.video_to_video_pipeline(pipe=lcm)
+    for strength in (0.25, 0.5, 0.75, 1.0):
+        add(ctl.evaluate(v2v, videos, prompts, "v2v", steps=8, strength=strength, style_prompt="{} in neon style",
+                         label=f"AnimateLCM + neon LoRA 0.8, video-to-video, strength {strength}"))
+    results.save("control", {"rows": rows, "created": results.stamp(),
+                             "what": "40 held-out plain videos (test split), one seed each; edge F1 within 1 px; "
+                                     "digit/direction against the original caption"})
+
+
+def svd() -> None:
+    """Image-to-video (notebook 07): the toy AnimateLCM-SVD-xt at 1/2/4/8 steps without guidance
+    against the toy SVD teacher (Euler with SVD's frame guidance ramp 1 -> 3) at 1/2/4/8 and 25
+    steps, over the 40 fixed inputs of svd.eval_set (seed = input index)."""
+    from animatelcm_helpers import metrics, results
+    from animatelcm_helpers import svd as svd_
+
+    rows = []
+    student = svd_.load_svd(world="toy")
+    for n in STEPS:
+        rows.append(svd_.evaluate_svd(student, n, label="AnimateLCM-SVD-xt (toy)")[0])
+        print(rows[-1], file=sys.stderr, flush=True)
+    teacher = svd_.load_toy_svd_teacher()
+    ramp = (svd_.TEACHER_EVAL["min_guidance"], svd_.TEACHER_EVAL["max_guidance"])
+    for n in STEPS + (svd_.TEACHER_EVAL["steps"],):
+        rows.append(svd_.evaluate_svd(teacher, n, *ramp, label="SVD-xt teacher (toy), Euler")[0])
+        print(rows[-1], file=sys.stderr, flush=True)
+    base = rows[-1]
+    four = next(r for r in rows if r["steps"] == 4 and r["max_guidance"] == 1)
+    ratio = {k: (four[k] / base[k] if base[k] else None) for k in ("digit", "direction", "both")}
+    results.save("svd", {"rows": rows, "student_4_steps_over_teacher_25": ratio,
+                         "frechet_floor": metrics.real_floor(n=svd_.EVAL_VIDEOS),
+                         "what": "image-to-video, 40 test inputs (10 digits x 4 directions; the first frame shows the "
+                                 "direction by its trail), one video each, seed = input index",
+                         "created": results.stamp()})
+    print(svd_.format_svd_table(rows), flush=True)
+    print("student at 4 steps / teacher at 25 guided steps:", ratio, flush=True)
+
+
+TABLES = {"stage1": stage1, "table1": table1, "samplers": samplers, "styles": styles, "control": control, "svd": svd}
 
 
 def main(argv=None) -> int:

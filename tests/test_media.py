@@ -40,6 +40,10 @@ def test_mp4_uses_the_bundled_ffmpeg(tmp_path):
 def test_float_frames_and_grid():
     v = media.as_video(np.ones((2, 4, 4, 3), np.float32))
     assert v.dtype == np.uint8 and v.max() == 255
+    from PIL import Image
+
+    maps = [Image.fromarray(np.full((4, 4), 200, np.uint8))] * 3  # grey control maps -> RGB frames
+    assert np.array_equal(media.as_video(maps), np.full((3, 4, 4, 3), 200, np.uint8))
     grid = media.frame_grid(v, pad=1)
     assert grid.shape == (4, 9, 3)
     assert media.upscale(v, 3).shape == (2, 12, 12, 3)

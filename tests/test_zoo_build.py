@@ -33,4 +33,15 @@ def test_build_in_test_mode_writes_a_loadable_zoo(tmp_path, monkeypatch):
         assert video.shape == (8, 32, 32, 3) and video.dtype == np.uint8
     image_pipe = pipelines.load_t2i(world="toy", lcm_lora=out / build.IMAGE_LCM / build.IMAGE_LCM_LORA)
     assert image_pipe("a seven", num_inference_steps=2, guidance_scale=1.0, height=32, width=32).images
+    from animatelcm_helpers import control  # the teacher-free adapters and their naive twins (fp16 on disk)
+
+    lcm = pipelines.load_t2v("animatelcm", world="toy")
+    for kind in ("canny", "i2v"):
+        for naive in (False, True):
+            net = control.load_controlnet(kind, world="toy", naive=naive)
+            assert net.dtype == lcm.unet.dtype
+    edges = control.controlnet_pipeline(control.load_controlnet("canny", world="toy"), pipe=lcm)
+    square = np.zeros((8, 32, 32, 3), np.uint8)
+    square[:, 10:20, 10:20] = 255
+    assert control.generate_controlled(edges, "a seven moving left", control.detect(square), steps=2).frames.shape == (8, 32, 32, 3)
     assert zoo.status().startswith("trained")

@@ -13,6 +13,7 @@ seed, data, steps, wall time and measurements, and the sha256 of every file.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -20,17 +21,25 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import config
 from . import configs, recipes, zoo
 
 STYLES = tuple(s for s in recipes.STYLES if s != "plain")
-STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "stage2", "styles", "metrics")  # the order they run in
+STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "stage2", "adapters", "styles", "metrics")  # the order they run in
 ZOO_STAGES = ("vae", "image_teacher", "video_teacher", "styles", "metrics")  # the teachers and the measuring stick (issue 3); stage1/stage2 distil
 STEPS = {"vae": 1200, "image_teacher": 5000, "video_teacher": 1200, "styles": 600, "metrics": None,
-         "stage1": 1000, "stage2": 400}
-TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "styles": 2, "metrics": 3, "stage1": 2, "stage2": 2}
+         "stage1": 1000, "stage2": 400, "adapters": 500}
+TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "styles": 2, "metrics": 3, "stage1": 2, "stage2": 2, "adapters": 2}
+# The toy SVD (issue 9): its temporal VAE, the SVD teacher, and the consistency-distilled student;
+# written to the zoo's svd/ folder (svd.TOY_SVD), weights in float16 (they load as float32).
+# svd_decoder then fine-tunes the temporal decoder on the frozen encoder (the latents, so the UNets, stay valid).
+SVD_STAGES = ("svd_vae", "svd_teacher", "svd_student", "svd_decoder")
+STAGES = STAGES + SVD_STAGES
+STEPS.update(svd_vae=250, svd_teacher=1200, svd_student=400, svd_decoder=300)
+TEST_STEPS.update(svd_vae=2, svd_teacher=2, svd_student=2, svd_decoder=2)
 IMAGE_LCM = "image-lcm"  # stage 1's LCM LoRA (lcm_lora.safetensors) and full LCD student (full/)
 IMAGE_LCM_LORA = "lcm_lora.safetensors"
 # The teacher's check written into the manifest: DDIM with CFG over the 40 test prompts.
@@ -134,7 +143,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
             if variant == "lora":
                 zoo.save_unet_lora(work / "stage1" / "model", distill.lora_state_dict(student), IMAGE_LCM_LORA)
             else:
-                student.save_pretrained(work / "stage1" / "model" / "full", safe_serialization=True)
+                student.to(torch.float16).save_pretrained(work / "stage1" / "model" / "full", safe_serialization=True)  # fp16 on disk: the zoo stays under 25 MB
             info[f"{variant}_seconds"] = round(fit.total_seconds, 1)
             info[f"{variant}_final_loss"] = round(float(sum(fit.losses[-50:]) / len(fit.losses[-50:])), 5)
             info.setdefault("loss_curve", _curve(fit))
@@ -173,6 +182,40 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
 
     run("stage2", stage_2)
 
+    # 3c. Teacher-free adaptation (issue 8): a ControlNet for edge maps and an image-to-video
+    # adapter, each trained against the toy AnimateLCM with consistency training, and each also
+    # trained the naive way (diffusion loss on the video teacher) for the comparison.
+    def stage_adapters():
+        from diffusers import MotionAdapter
+
+        from .. import control
+
+        with quiet_loading():
+            teacher_adapter = MotionAdapter.from_pretrained(work / "video_teacher" / "model")
+            lcm_adapter = MotionAdapter.from_pretrained(work / "stage2" / "model")
+        lora = distill.load_lora_state_dict(work / "stage2" / "model" / config.TOY_LCM_LORA)
+        data = recipes.adapter_data(vae, seed, limit or 2400)
+        models = {"consistency": recipes.consistency_model(unet, lcm_adapter, lora),
+                  "diffusion": recipes.motion_unet(copy.deepcopy(unet), teacher_adapter).eval()}
+        info = {"recipe": "distill.train_adapter (consistency: teacher-free, against the toy AnimateLCM; "
+                          "diffusion: the naive way, on the video teacher)",
+                "data": "the video teacher's training videos; edge maps: controlnet-aux Canny (even videos) and "
+                        "LineartStandard (odd); image-to-video: the first frame, repeated over the frames",
+                "saved_dtype": "float16", "loss_curve": []}
+        for name, cond in ((control.TOY_ADAPTERS["canny"], data["edges"]), (control.TOY_ADAPTERS["i2v"], data["first"])):
+            for objective in distill.ADAPTER_OBJECTIVES:
+                folder = name + ("" if objective == "consistency" else control.NAIVE_SUFFIX)
+                net, fit = distill.train_adapter(work / "adapters" / folder, recipes.adapter_controlnet(unet, seed),
+                                                 models[objective], data["latents"], cond, data["ids"], text, alphas,
+                                                 steps["adapters"], objective, lr=1e-3, seed=seed, progress=progress,
+                                                 recipe=f"toy-{folder}")
+                net.to(torch.float16).save_pretrained(work / "adapters" / "model" / folder, safe_serialization=True)
+                info[f"{folder}_seconds"] = round(fit.total_seconds, 1)
+                info[f"{folder}_final_loss"] = round(float(sum(fit.losses[-50:]) / len(fit.losses[-50:])), 5)
+        return info
+
+    run("adapters", stage_adapters)
+
     # 4. Styles (image-only LoRAs)
     def stage_styles():
         info = {"recipe": "recipes.train_style", "data": "train split: still images of one style, captioned 'a seven in <style> style'",
@@ -196,6 +239,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         return {"recipe": "metrics.train_metric_nets", "data": nets.info["data"], "test": nets.info["test"]}
 
     run("metrics", stage_metrics)
+    svd_stages(work, steps, seed, run, limit, progress)
 
     # Write the zoo
     tmp = out.parent / (out.name + ".tmp")
@@ -210,6 +254,9 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
             shutil.copy2(work / "metrics" / name, tmp / "metrics" / name)
         shutil.copytree(work / "stage1" / "model", tmp / IMAGE_LCM)
         shutil.copytree(work / "stage2" / "model", tmp / "animatelcm")
+        for folder in sorted((work / "adapters" / "model").iterdir()):
+            shutil.copytree(folder, tmp / folder.name)
+    write_svd(tmp, work)
     manifest = {
         "zoo": "trained",
         "trained": True,
@@ -227,6 +274,118 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    return manifest
+
+
+def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None, progress: bool = True) -> None:
+    """The toy SVD's three stages (``run(stage, fn)`` trains or reuses each, as in :func:`build`)."""
+    from diffusers import AutoencoderKLTemporalDecoder, StableVideoDiffusionPipeline
+
+    from .. import svd
+    from ..pipelines import quiet_loading
+
+    videos = min(limit or 2400, 2400)
+
+    def stage_svd_vae():
+        vae, fit = svd.train_toy_vae(work / "svd_vae", steps["svd_vae"], seed=seed, videos=min(videos, 1200),
+                                     progress=progress)
+        vae.to(torch.float16).save_pretrained(work / "svd_vae" / "model", safe_serialization=True)
+        return {"recipe": "svd.train_toy_vae", "data": "train split: the first 1200 plain Moving Digits videos, 8 frames",
+                "psnr_test_db": round(svd.vae_psnr(vae.float(), svd.toy_videos("test", 64)[0]), 2),
+                "scaling_factor": vae.config.scaling_factor, "loss_curve": _curve(fit)}
+
+    run("svd_vae", stage_svd_vae)
+
+    def stage_svd_teacher():
+        with quiet_loading():
+            vae = AutoencoderKLTemporalDecoder.from_pretrained(work / "svd_vae" / "model", torch_dtype=torch.float32)
+        pipe = svd.toy_parts(vae=vae.eval(), seed=seed)
+        fit = svd.train_toy_svd_teacher(work / "svd_teacher", pipe, svd.toy_videos("train", videos)[0],
+                                        steps["svd_teacher"], seed=seed, progress=progress)
+        pipe.to(torch.float16).save_pretrained(work / "svd_teacher" / "model", safe_serialization=True)
+        return {"recipe": "svd.train_toy_svd_teacher (EDM, v-prediction, first frame as condition)",
+                "data": f"train split: the first {videos} plain Moving Digits videos, 8 frames",
+                "final_loss": round(float(np.mean(fit.losses[-50:])), 5), "loss_curve": _curve(fit)}
+
+    run("svd_teacher", stage_svd_teacher)
+
+    def stage_svd_student():
+        with quiet_loading():
+            pipe = StableVideoDiffusionPipeline.from_pretrained(work / "svd_teacher" / "model", torch_dtype=torch.float32)
+        student, fit = svd.distill_toy_svd(work / "svd_student", pipe, pipe.unet, svd.toy_videos("train", videos)[0],
+                                           steps["svd_student"], seed=seed, progress=progress)
+        student.to(torch.float16).save_pretrained(work / "svd_student" / "model", safe_serialization=True)
+        return {"recipe": "svd.distill_toy_svd (one guided Euler teacher step to the adjacent index of 40, EMA 0.95, "
+                          "pseudo-Huber weighted (1/(s_n - s_n+1))^0.1)",
+                "data": "the teacher's training videos", "final_loss": round(float(np.mean(fit.losses[-50:])), 5),
+                "loss_curve": _curve(fit)}
+
+    run("svd_student", stage_svd_student)
+
+    def stage_svd_decoder():
+        with quiet_loading():
+            vae = AutoencoderKLTemporalDecoder.from_pretrained(work / "svd_vae" / "model", torch_dtype=torch.float32)
+        test = svd.toy_videos("test", 64)[0]
+        before = svd.vae_psnr(vae, test)
+        fit = svd.finetune_toy_decoder(work / "svd_decoder", vae, steps["svd_decoder"], seed=seed,
+                                       videos=min(videos, 1200), progress=progress)
+        vae.to(torch.float16).save_pretrained(work / "svd_decoder" / "model", safe_serialization=True)
+        return {"recipe": "svd.finetune_toy_decoder (encoder frozen; clips of 1, 2, 4 or 8 frames)",
+                "data": "train split: the first 1200 plain Moving Digits videos, 8 frames",
+                "psnr_test_db_before": round(before, 2), "psnr_test_db": round(svd.vae_psnr(vae.float(), test), 2),
+                "loss_curve": _curve(fit)}
+
+    run("svd_decoder", stage_svd_decoder)
+
+
+def write_svd(zoo_folder: Path, work: Path) -> None:
+    """Put the toy SVD into a zoo: ``svd/`` the teacher pipeline (the toy SVD-xt, Euler scheduler) with
+    the fine-tuned temporal VAE, ``svd/animatelcm_unet/`` the distilled UNet (the toy AnimateLCM-SVD-xt)."""
+    from .. import svd
+
+    dest = zoo_folder / svd.TOY_SVD
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(work / "svd_teacher" / "model", dest)
+    shutil.copytree(work / "svd_student" / "model", dest / svd.TOY_STUDENT_FOLDER)
+    shutil.rmtree(dest / "vae")
+    shutil.copytree(work / "svd_decoder" / "model", dest / "vae")  # the fine-tuned decoder, same encoder
+
+
+def add_svd(out: Path, work: Path, steps: dict, seed: int = 0, only=None, limit: int | None = None,
+            progress: bool = True) -> dict:
+    """Train the toy SVD stages (reusing finished ones) and add them to the EXISTING zoo at ``out``
+    in place: its svd/ folder, and the manifest's stages, files and loss curves."""
+    only = set(only or ())
+    infos = {}
+
+    def run(stage, fn):
+        done = _load_stage(work, stage)
+        if done and stage not in only:
+            print(f"[{stage}] reusing the finished stage in {work / stage}")
+            infos[stage] = done
+            return
+        if stage in only and (work / stage).exists():
+            shutil.rmtree(work / stage)
+        print(f"[{stage}] training {steps[stage]} steps (checkpoints in {work / stage})", flush=True)
+        before, t0 = _checkpointed_seconds(work / stage), time.perf_counter()
+        info = fn()
+        info.update(seconds=round(before + time.perf_counter() - t0, 1), steps=steps[stage], seed=seed,
+                    threads=torch.get_num_threads())
+        _mark_done(work, stage, info)
+        infos[stage] = info
+        print(f"[{stage}] done in {info['seconds']:.0f} s", flush=True)
+
+    svd_stages(work, steps, seed, run, limit, progress)
+    write_svd(out, work)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["stages"].update({k: {kk: vv for kk, vv in v.items() if kk != "loss_curve"} for k, v in infos.items()})
+    manifest["total_seconds"] = round(sum(v["seconds"] for v in manifest["stages"].values()), 1)
+    manifest["files"] = zoo.file_hashes(out)
+    curves = json.loads((out / "loss_curves.json").read_text()) if (out / "loss_curves.json").exists() else {}
+    curves.update({k: v.get("loss_curve", []) for k, v in infos.items()})
+    (out / "loss_curves.json").write_text(json.dumps(curves))
+    manifest["files"] = zoo.file_hashes(out)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
@@ -254,10 +413,17 @@ def main(argv=None) -> int:
     p.add_argument("--fresh", action="store_true", help="discard finished stages and checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-mode", action="store_true", help="a few steps per stage (a smoke test)")
+    p.add_argument("--add-svd", action="store_true",
+                   help="train only the toy SVD stages and add them to the existing zoo at --out (the rest untouched)")
     args = p.parse_args(argv)
     config.setup(world="toy", test_mode=args.test_mode or None)
     steps = TEST_STEPS if config.current().test_mode else STEPS
     work = args.work or config.cache_dir() / "toy-zoo-work"
+    if args.add_svd:
+        manifest = add_svd(args.out, work, steps, seed=args.seed, only=args.only,
+                           limit=64 if config.current().test_mode else None)
+        print(json.dumps({k: manifest["stages"][k] for k in SVD_STAGES}, indent=1))
+        return 0
     try:
         manifest = build(args.out, work, steps, seed=args.seed, only=args.only, fresh=args.fresh,
                          limit=64 if config.current().test_mode else None)

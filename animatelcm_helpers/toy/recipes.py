@@ -336,3 +336,47 @@ def distillation_inputs(kind: str = "image", limit: int | None = None, seed: int
     out["text"] = encode_text(tokenizer, text_encoder, all_captions())
     out["alphas"] = noise_scheduler().alphas_cumprod
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# 6. What the teacher-free adapters train on: videos, their control maps, first frames
+# ------------------------------------------------------------------------------------------
+
+ADAPTER_DETECTORS = ("canny", "lineart")  # the edge ControlNet sees both, half the videos each
+
+
+def adapter_data(vae, seed: int = 0, limit: int | None = None, num_frames: int = 8) -> dict:
+    """Plain Moving Digits training videos for the adapters: ``latents`` (N, F, C, h, w), caption
+    ``ids``, ``edges`` (N, F, 3, H, W) uint8 control maps (Canny for even videos, line art for
+    odd ones, from controlnet-aux) and ``first`` (N, 3, H, W) uint8 first frames (image-to-video)."""
+    from .. import control
+    from .data import to_uint8
+
+    _, index = _caption_index()
+    pixels, meta = stack(MovingDigits("train", kind="video", num_frames=num_frames, seed=seed), limit)
+    n, f = pixels.shape[:2]
+    latents = encode_pixels(vae, pixels.flatten(0, 1)).unflatten(0, (n, f))
+    frames = to_uint8(pixels.numpy())  # (N, F, H, W, 3)
+    edges = torch.stack([control.as_maps_tensor(control.detect(frames[i], ADAPTER_DETECTORS[i % 2])) for i in range(n)])
+    first = torch.from_numpy(frames[:, 0]).permute(0, 3, 1, 2).contiguous()
+    return {"latents": latents, "ids": torch.tensor([index[c] for c in meta["caption"]]), "edges": edges, "first": first}
+
+
+def adapter_controlnet(unet, seed: int = 0):
+    """A fresh ControlNet adapter for the toy UNet (``configs.tiny_controlnet``) whose conditioning
+    embedding's last conv starts small (N(0, 0.02), seeded) instead of zero. The zero output convs
+    alone already make the adapter a no-op at the start; a second zero layer in series only
+    delays learning, which matters for a few hundred steps on a CPU."""
+    net = configs.tiny_controlnet(unet, seed)
+    with torch.no_grad():
+        conv = net.controlnet_cond_embedding.conv_out
+        conv.weight.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(seed))
+    return net
+
+
+def consistency_model(unet, adapter, lora: dict):
+    """The frozen video consistency model the teacher-free adapters train against: the image
+    UNet + the AnimateLCM motion modules + its LCM LoRA (weight 1, as the toy world samples it)."""
+    from .. import distill
+
+    return distill.video_student(unet, adapter, lora=lora).requires_grad_(False).eval()

@@ -114,7 +114,7 @@ code('''from diffusers import UNet2DConditionModel
 from animatelcm_helpers.toy import zoo
 
 if settings.world == "toy":
-    full = pipelines.load_t2i(unet=UNet2DConditionModel.from_pretrained(zoo.root() / "image-lcm" / "full"))
+    full = pipelines.load_t2i(unet=UNet2DConditionModel.from_pretrained(zoo.root() / "image-lcm" / "full", torch_dtype=torch.float32))
     w_rows = [metrics.evaluate(full, 4, w + 1.0, seeds=config.pick((0, 1, 2, 3), (0,)), label=f"full student, w = {w:g}")
               for w in (0.0, 2.0, 6.5, 12.0)]
     print(metrics.format_table(w_rows))'''),

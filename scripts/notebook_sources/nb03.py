@@ -159,7 +159,7 @@ for SD-scale LCD). Not runnable on a laptop; the toy world exists for that.
 
 1. Train with `distance="l2"` instead of the pseudo-Huber distance for the same steps. Compare the loss curves (careful: different units).
 2. Train the LoRA with a fixed `w_range=(6.5, 6.5)` and with `(2, 12)`; sample both at 4 steps. Which draws clearer digits?
-3. Load the full student (`UNet2DConditionModel.from_pretrained(zoo.root() / "image-lcm" / "full")`) and sample it at guidance 1 (w = 0) and 7.5 (w = 6.5).
+3. Load the full student (`UNet2DConditionModel.from_pretrained(zoo.root() / "image-lcm" / "full", torch_dtype=torch.float32)`) and sample it at guidance 1 (w = 0) and 7.5 (w = 6.5).
 4. Stack two styles at 0.5 each with the LCM LoRA. What comes out?'''),
 ]
 write(cells, Path(__file__).parents[2] / "notebooks" / "03_stage1_image_distillation.ipynb")
