@@ -30,7 +30,6 @@ from __future__ import annotations
 import html
 import io
 import re
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path

@@ -506,20 +506,19 @@ def train_adapter(folder, controlnet, model, latents: torch.Tensor, conds: torch
     controlnet = controlnet.train().requires_grad_(True)
     frames = latents.shape[1]
     modules = {"controlnet": controlnet}
-    after = None
     if objective == "consistency":
         target_net = copy.deepcopy(controlnet).requires_grad_(False).eval()
         modules["target"] = target_net
         online, target = controlled_call(model, controlnet), controlled_call(model, target_net)
 
-        def after(step):
+        def after(step):  # theta- <- mu theta- + (1 - mu) theta, after each optimizer step
             ema_update(target_net, controlnet, ema)
 
         def loss(x0, e, c, g):
             return consistency_training_loss(online, target, x0, e, c, alphas_cumprod, g, dist, solver_steps,
                                              device=_device(controlnet))
     else:
-        eps = controlled_call(model, controlnet)
+        eps, after = controlled_call(model, controlnet), None
 
         def loss(x0, e, c, g):
             return diffusion_adapter_loss(eps, x0, e, c, alphas_cumprod, g, device=_device(controlnet))

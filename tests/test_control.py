@@ -3,7 +3,6 @@ image-to-video pipelines on the toy AnimateLCM, and the errors a user can run in
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from animatelcm_helpers import control, pipelines
