@@ -128,7 +128,7 @@ def detect(video, kind: str = "canny", **options) -> list:
 
 def conditioning_frames(maps, frames: int | None = None) -> list:
     """Whatever control the user has -> PIL images for the pipeline (uint8 arrays, floats in
-    [0, 1], PIL). One image with ``frames`` given repeats (the image-to-video adapter's input)."""
+    [0, 1], PIL). One image with ``frames`` given repeats (one still control map for every frame)."""
     images = _frames(maps)
     if frames is not None and len(images) == 1:
         images = images * frames
@@ -276,15 +276,21 @@ def generate_controlled(pipe, prompt: str, control, scale: float = 1.0, steps: i
 
 def image_to_video(pipe, image, prompt: str, scale: float = 1.0, steps: int | None = None, frames: int | None = None,
                    guidance: float | None = None, seed: int = 0):
-    """Image-to-video with the toy I2V adapter: ``image`` (PIL or (H, W, 3)) conditions every
-    frame (the official AnimateLCM-I2V repeats the first frame's encoding over the frames), the
-    prompt says how it moves. ``pipe``: :func:`controlnet_pipeline` of ``load_controlnet("i2v")``."""
+    """Image-to-video with the toy I2V adapter: ``image`` (PIL or (H, W, 3)) is the control of
+    frame 0, the later frames get the mid-gray "no condition" image (``distill.as_conditioning``,
+    as the adapter was trained), the motion modules carry the image on and the prompt says how it
+    moves. ``scale`` is the image's strength. ``pipe``: :func:`controlnet_pipeline` of
+    ``load_controlnet("i2v")``."""
+    from PIL import Image
+
+    from .distill import EMPTY_CONDITION
+
     images = _frames(image)
     if len(images) != 1:
         raise UserError(f"give one image for image-to-video, got {len(images)}")
-    frames = pipe.model_spec.frames if frames is None else frames
-    return generate_controlled(pipe, prompt, images * pipelines.check_int("frames", frames, 1), scale, steps,
-                               guidance, seed)
+    frames = pipelines.check_int("frames", pipe.model_spec.frames if frames is None else frames, 1)
+    empty = Image.new("RGB", images[0].size, (EMPTY_CONDITION,) * 3)
+    return generate_controlled(pipe, prompt, images + [empty] * (frames - 1), scale, steps, guidance, seed)
 
 
 def video_to_video(pipe, video, prompt: str, strength: float = 0.6, steps: int | None = None,

@@ -468,14 +468,22 @@ def diffusion_adapter_loss(model: Callable, x0: torch.Tensor, text: torch.Tensor
     return torch.nn.functional.mse_loss(model(x_t, t, text, cond).float(), z.float())
 
 
+EMPTY_CONDITION = 128  # uint8 mid-gray: "no condition on this frame" (the image-to-video adapter's later frames)
+
+
 def as_conditioning(cond: torch.Tensor, frames: int) -> torch.Tensor:
     """Conditioning images as floats in [0, 1], one per frame (B, F, 3, H, W): uint8 maps are
-    divided by 255; one image per video (B, 3, H, W), the image-to-video case, repeats over the
-    frames (the official I2V adapter's first frame, repeated)."""
-    cond = cond.float() / 255.0 if cond.dtype == torch.uint8 else cond.float()
+    divided by 255. One image per video (B, 3, H, W), the image-to-video case, conditions frame 0
+    only; frames 1 .. F-1 get the mid-gray :data:`EMPTY_CONDITION` image (the keyframe scheme of
+    SparseCtrl, AnimateDiff's image-to-video ControlNet). The motion modules carry the image to
+    the later frames; repeating it over every frame, as the official I2V adapter does with its
+    image encoding, pulls every frame toward frame 0 and fights the motion (notebook 05)."""
     if cond.ndim == 4:
-        cond = cond[:, None].expand(-1, frames, -1, -1, -1)
-    return cond
+        empty = EMPTY_CONDITION if cond.dtype == torch.uint8 else EMPTY_CONDITION / 255.0
+        keyframe = torch.full((cond.shape[0], frames, *cond.shape[1:]), empty, dtype=cond.dtype)
+        keyframe[:, 0] = cond
+        cond = keyframe
+    return cond.float() / 255.0 if cond.dtype == torch.uint8 else cond.float()
 
 
 def train_adapter(folder, controlnet, model, latents: torch.Tensor, conds: torch.Tensor, ids: torch.Tensor,
@@ -490,7 +498,8 @@ def train_adapter(folder, controlnet, model, latents: torch.Tensor, conds: torch
     :func:`consistency_training_loss` with an EMA copy of the adapter (``ema`` = mu) as target.
     ``objective="diffusion"`` (the naive alternative): ``model`` is the frozen diffusion teacher
     and the loss :func:`diffusion_adapter_loss`.
-    ``conds``: per-frame maps (N, F, 3, H, W) or one image per video (N, 3, H, W), uint8 or [0, 1].
+    ``conds``: per-frame maps (N, F, 3, H, W) or one image per video (N, 3, H, W) for frame 0
+    (:func:`as_conditioning`), uint8 or [0, 1].
     ``solver_steps`` (N): the consistency-training grid, k = 1000 // N between the two points
     (50, the LCM grid, by default; a coarser grid gives each step a larger, stronger jump).
     Checkpoints in ``folder`` resume exactly. Returns ``(controlnet, fit)``.

@@ -79,12 +79,15 @@ def test_diffusion_adapter_loss_is_the_noise_prediction_error():
     torch.testing.assert_close(loss, (z**2).mean())
 
 
-def test_conditioning_from_uint8_and_one_image_repeated_over_frames():
+def test_conditioning_from_uint8_and_one_image_as_the_first_frame():
     maps = torch.full((2, 3, 3, 4, 4), 255, dtype=torch.uint8)
     assert distill.as_conditioning(maps, 3).max() == 1.0
     first = torch.rand(2, 3, 4, 4)
-    rep = distill.as_conditioning(first, 5)
-    assert rep.shape == (2, 5, 3, 4, 4) and torch.equal(rep[:, 4], first)
+    key = distill.as_conditioning(first, 5)
+    assert key.shape == (2, 5, 3, 4, 4) and torch.equal(key[:, 0], first)
+    assert torch.all(key[:, 1:] == distill.EMPTY_CONDITION / 255.0)
+    as_uint8 = distill.as_conditioning((first * 255).round().to(torch.uint8), 5)  # the same, from uint8 images
+    assert torch.allclose(as_uint8, key, atol=0.5 / 255) and torch.all(as_uint8[:, 1:] == 128 / 255.0)
 
 
 @pytest.mark.parametrize("objective", ["consistency", "diffusion"])

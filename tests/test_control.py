@@ -88,6 +88,27 @@ def test_a_zero_initialised_controlnet_gives_exactly_the_plain_animatelcm_video(
         control.image_to_video(pipe, video[:2], "a seven moving left")
 
 
+def test_image_to_video_feeds_the_pipeline_what_the_adapter_was_trained_on(monkeypatch):
+    """control.image_to_video's conditioning frames = distill.as_conditioning of the same image:
+    the image on frame 0, the mid-gray empty condition on the others."""
+    import torch
+
+    from animatelcm_helpers import distill
+
+    seen = {}
+
+    def fake(pipe, prompt, maps, scale, steps, guidance, seed):
+        seen["maps"] = control.conditioning_frames(maps)
+
+    monkeypatch.setattr(control, "generate_controlled", fake)
+    image = square_video(1)[0]
+    pipe = type("P", (), {"model_spec": type("S", (), {"frames": 6})()})()
+    control.image_to_video(pipe, image, "a seven moving left")
+    got = torch.stack([torch.from_numpy(np.array(m)).permute(2, 0, 1) for m in seen["maps"]]).float() / 255
+    want = distill.as_conditioning(torch.from_numpy(image).permute(2, 0, 1)[None], 6)[0]
+    assert len(seen["maps"]) == 6 and torch.equal(got, want)
+
+
 def test_video_to_video_runs_strength_times_steps(lcm_pipe):
     pipe = control.video_to_video_pipeline(pipe=lcm_pipe)
     video = square_video(8)

@@ -5,7 +5,7 @@ cells = [
 header("05_teacher_free_adaptation.ipynb", "05 · Teacher-free adaptation: training adapters against the video consistency model itself",
   ["why an adapter trained for a diffusion model (a ControlNet, an image encoder for image-to-video) fits a **consistency** model badly when sampled in 4 steps",
    "AnimateLCM's **teacher-free adaptation**: the consistency-training objective, two points on ONE noising path (same clean latent, same noise), an EMA target, and no teacher model at all",
-   "two adapters trained that way on the toy AnimateLCM: an edge **ControlNet** (controlnet-aux Canny and line-art maps) and an **image-to-video** adapter (the first frame conditions every frame)",
+   "two adapters trained that way on the toy AnimateLCM: an edge **ControlNet** (controlnet-aux Canny and line-art maps) and an **image-to-video** adapter (the image conditions the first frame, the motion modules carry it on)",
    "the comparison with the naive way (the same adapters trained with the ordinary diffusion loss on the teacher, then used with 4 LCM steps), measured"],
   "notebooks 01 (consistency functions), 02 (LCM sampling) and 04 (the toy AnimateLCM); what a ControlNet is (a trainable copy of the UNet's encoder whose outputs are added to the UNet's skip connections).",
   "toy world on a CPU: about 1 minute (test mode < 2 minutes: a few real training steps, then the shipped adapters and the measured table); full world: the objective is the same, the training needs a GPU (see the summary)."),
@@ -34,20 +34,28 @@ $$\\mathcal{L} = d\\big(f_{\\theta,\\phi}(x_{t}, t, c),\\; f_{\\theta,\\phi^-}(x
 
 Both points lie on one noising path: the **same** clean latent $x_0$ and the **same** noise $z$, so no ODE solver (no teacher)
 is needed between them. $\\theta$ is the frozen video consistency model (the toy AnimateLCM), $\\phi$ the adapter, $\\phi^-$ its EMA,
-$c$ the condition, $d$ the pseudo-Huber distance, $k = 20$ the skipping step of the LCM grid. It is `distill.consistency_training_loss`.'''),
+$c$ the condition, $d$ the pseudo-Huber distance, $k$ the gap between the two points: $k = 20$ (the LCM grid, $N = 50$)
+for the edge ControlNet, $k = 100$ ($N = 10$, `solver_steps=10`) for the image-to-video adapter, which learned much faster
+with the larger gap. It is `distill.consistency_training_loss`.'''),
 md('''## 2. The data: videos, their control maps, their first frames
 
 `recipes.adapter_data` takes plain Moving Digits training videos, encodes them with the VAE, and makes control maps with
 controlnet-aux detectors that need no downloaded weights: Canny for half of the videos, line art (`LineartStandardDetector`)
-for the other half, so one edge ControlNet learns both. The image-to-video adapter's condition is the first frame.'''),
+for the other half, so one edge ControlNet learns both. The image-to-video adapter's condition is the first frame, on
+frame 0 only: the later frames get a mid-gray "no condition" image (`distill.as_conditioning`), the keyframe scheme of
+SparseCtrl (the AnimateDiff authors' image-to-video ControlNet). The motion modules carry the image on to the later frames.
+The official AnimateLCM-I2V instead adds its image encoding to every frame; with this frame-by-frame ControlNet that pulls
+every frame toward frame 0 and fights the motion (exercise 3 tries it).'''),
 code('''inputs = recipes.distillation_inputs("video", limit=8)  # the zoo's UNet, teacher motion adapter, captions, schedule
 from diffusers import AutoencoderKL, MotionAdapter
 vae = AutoencoderKL.from_pretrained(zoo.root() / "base" / "vae").eval()
 data = recipes.adapter_data(vae, limit=config.pick(64, 16))
 print({k: tuple(v.shape) for k, v in data.items()})'''),
 code('''video = control.test_videos(1)[0][0]
+i2v_cond = distill.as_conditioning(torch.from_numpy(video[0]).permute(2, 0, 1)[None], frames=len(video))[0]
 media.show_rows({"a held-out video": video, "Canny maps": control.detect(video, "canny"),
-                 "line-art maps": control.detect(video, "lineart"), "content shuffle": control.detect(video, "shuffle")})'''),
+                 "line-art maps": control.detect(video, "lineart"), "content shuffle": control.detect(video, "shuffle"),
+                 "image-to-video condition": (i2v_cond.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()})'''),
 md('''## 3. The adapters and the frozen consistency model
 
 The ControlNet is diffusers' `ControlNetModel.from_unet` of the toy UNet: a trainable copy of its encoder, a small
@@ -159,6 +167,8 @@ md('''## Summary
 1. Train the edge ControlNet teacher-free with `ema=0.0` (a stop-gradient target) for the same steps and compare losses.
 2. The naive adapter was trained on the teacher. Train one with `objective="diffusion"` on the consistency model `model`
    instead: is it better or worse than the naive one at 4 LCM steps? Why might that be?
-3. Condition the image-to-video adapter on a styled first frame (`MovingDigits(..., styles=("neon",))`): does the style carry over?'''),
+3. Train the image-to-video adapter the official way, the image on every frame: pass `data["first"][:, None].expand(-1, 8, -1, -1, -1)`
+   as the conditions (and the image repeated in the pipeline). Compare the first-frame PSNR and the direction with the shipped one.
+4. Condition the image-to-video adapter on a styled first frame (`MovingDigits(..., styles=("neon",))`): does the style carry over?'''),
 ]
 write(cells, Path(__file__).parents[2] / "notebooks" / "05_teacher_free_adaptation.ipynb")

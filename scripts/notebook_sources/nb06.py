@@ -98,8 +98,8 @@ for key in ("digit", "direction", "style"):
 ax.set_xlabel("strength"); ax.set_title("video-to-video: what is kept, what changes"); ax.legend(); plt.show()'''),
 md('''## 5. Image-to-video with the teacher-free adapter
 
-The image conditions every frame (as the official AnimateLCM-I2V does with the first frame's encoding); the prompt says
-which way the digit moves. The same image, four directions:'''),
+The image is the control of the first frame (the later frames get the "no condition" image, notebook 05); the motion
+modules carry it on and the prompt says which way the digit moves. The same image, four directions:'''),
 code('''pipe.delete_adapters("neon"); pipe.adapter_weights.pop("neon")
 i2v = control.controlnet_pipeline(control.load_controlnet("i2v"), pipe=pipe)
 image = video[0]
