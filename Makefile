@@ -49,7 +49,7 @@ benchmark-notebooks: $(STAMP)
 execute-notebooks: $(STAMP)
 	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python scripts/execute_notebooks.py notebooks/*.ipynb
 
-# Re-measure the result tables that ship in animatelcm_helpers/results (about 10 + 20 minutes).
+# Re-measure the result tables that ship in animatelcm_helpers/results (about an hour and a half on 2 cores).
 tables: $(STAMP)
 	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 $(BIN)/python scripts/tables.py all
 	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 $(BIN)/python scripts/ablation_stage2.py

@@ -14,6 +14,11 @@ FVD (do the videos look like real ones?) and cost; in Moving Digits the same que
 
   Real-vs-real is not 0 with finitely many videos: :func:`real_floor` is the floor to read a
   generated set's distance against (compare sets of the same size);
+* still images (stage 1) get the image analogues of the same two questions: the **digit score**
+  (:func:`digit_score`, the mean probability the classifier gives the asked digit; CLIP score's
+  analogue, finer than the read-or-not fraction once that saturates) and an **image Frechet
+  distance** (:func:`image_features`: the classifier's pooled feature, as FID uses Inception's),
+  with :func:`image_floor` as its real-vs-real floor;
 * **cost**: UNet evaluations per video (a classifier-free-guided step counts 2), counted FLOPs
   (:func:`count_flops`, PyTorch's ``FlopCounterMode``), and wall time.
 
@@ -53,6 +58,7 @@ ENCODER_FILE = "video_encoder.safetensors"
 INFO_FILE = "metric_nets.json"
 DEFAULT_STEPS = {"digit_classifier": 1000, "video_encoder": 400}
 REFERENCE_SIZE = 720  # real test videos that generated sets are compared against (half the test split)
+IMAGE_REFERENCE_SIZE = 180  # real test stills (plain) generated images are compared against (half of them)
 
 
 # ------------------------------------------------------------------------------------------
@@ -476,12 +482,35 @@ def _nets(nets: MetricNets | str | Path | None) -> MetricNets:
 def read_digits(videos, nets: MetricNets | None = None, batch: int = 256) -> np.ndarray:
     """The digit each video shows: the classifier's logits averaged over the frames, argmax."""
     nets, videos = _nets(nets), as_videos(videos)
+    return _frame_logits(videos, nets, batch).argmax(dim=1).numpy()
+
+
+@torch.no_grad()
+def _frame_logits(videos, nets: MetricNets, batch: int = 256) -> torch.Tensor:
+    """The classifier's logits averaged over each video's frames: (N, 10)."""
     net, out = nets.classifier, []
     for start in range(0, len(videos), batch):
         x = _for_nets(videos[start : start + batch]).to(_device(net))
-        logits = net(x.flatten(0, 1)).unflatten(0, x.shape[:2]).mean(dim=1)
-        out.append(logits.argmax(dim=1).cpu().numpy())
-    return np.concatenate(out)
+        out.append(net(x.flatten(0, 1)).unflatten(0, x.shape[:2]).mean(dim=1).cpu())
+    return torch.cat(out)
+
+
+def _asked(videos: np.ndarray, prompts) -> list:
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != len(videos):
+        raise UserError(f"{len(videos)} videos but {len(prompts)} prompts: give one prompt per video")
+    return [data.parse_caption(p) for p in prompts]
+
+
+def digit_score(videos, prompts, nets: MetricNets | None = None) -> float:
+    """The mean probability the classifier gives the ASKED digit (softmax of the frame-averaged
+    logits), over all videos or images: 1/N sum_i p(digit_i | video_i). The CLIP-score analogue;
+    unlike the read-or-not :func:`faithfulness` it still tells samplers apart once every digit
+    is read right (a clean 7 scores higher than a smudged one the classifier barely reads)."""
+    nets, videos = _nets(nets), as_videos(videos)
+    asked = torch.tensor([a[0] for a in _asked(videos, prompts)])
+    probs = _frame_logits(videos, nets).softmax(dim=1)
+    return float(probs[torch.arange(len(asked)), asked].mean())
 
 
 def faithfulness(videos, prompts, nets: MetricNets | None = None) -> dict:
@@ -489,10 +518,7 @@ def faithfulness(videos, prompts, nets: MetricNets | None = None) -> dict:
     prompt's), ``direction`` (fraction moving the prompt's way; a prompt without one asks for no
     motion) and ``both``. ``prompts[i]`` is the prompt of ``videos[i]``."""
     videos = as_videos(videos)
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if len(prompts) != len(videos):
-        raise UserError(f"{len(videos)} videos but {len(prompts)} prompts: give one prompt per video")
-    asked = [data.parse_caption(p) for p in prompts]
+    asked = _asked(videos, prompts)
     digit_ok = read_digits(videos, nets) == np.array([a[0] for a in asked])
     direction_ok = np.array([r == a[1] for r, a in zip(read_direction(videos), asked)])
     return {
@@ -585,6 +611,50 @@ def real_floor(n: int = 360, seed: int = 0, nets: MetricNets | None = None) -> f
     pick = np.random.default_rng(seed).choice(others, size=n, replace=False)
     videos = data.to_uint8(np.stack([ds[int(i)]["pixel_values"] for i in pick]))
     return frechet_distance(video_features(videos, nets), reference_features(nets))
+
+
+@torch.no_grad()
+def image_features(images, nets: MetricNets | None = None, batch: int = 256) -> np.ndarray:
+    """The image analogue of :func:`video_features`: the digit classifier's pooled feature (the
+    input of its last linear layer, as FID uses Inception's pool layer) of each image, averaged
+    over frames if a "video" has several: (N, features) float64. ``images`` as for videos
+    (uint8 (N, H, W, 3) is N one-frame videos)."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        images = images[:, None]
+    nets, videos = _nets(nets), as_videos(images, "images")
+    net, out = nets.classifier, []
+    for start in range(0, len(videos), batch):
+        x = _for_nets(videos[start : start + batch]).to(_device(net))
+        out.append(net.body(x.flatten(0, 1)).unflatten(0, x.shape[:2]).mean(dim=1).cpu().double().numpy())
+    return np.concatenate(out)
+
+
+def real_images(n: int = IMAGE_REFERENCE_SIZE, skip: int = 0) -> np.ndarray:
+    """``n`` real still test images (plain, ``MovingDigits("test", kind="image")``) as uint8
+    (n, H, W, 3): positions ``skip .. skip + n`` of the split shuffled with seed 0."""
+    ds = MovingDigits("test", kind="image", seed=0)
+    if n < 1 or skip < 0 or skip + n > len(ds):
+        raise UserError(f"the test split has {len(ds)} still images; cannot take {n} after skipping {skip}")
+    order = np.random.default_rng(0).permutation(len(ds))
+    return data.to_uint8(np.stack([ds[int(i)]["pixel_values"] for i in order[skip : skip + n]]))
+
+
+def image_reference_features(nets: MetricNets | None = None) -> np.ndarray:
+    """Features of the real stills generated images are compared against: the first
+    :data:`IMAGE_REFERENCE_SIZE` of :func:`real_images` (computed once per set of nets)."""
+    nets = _nets(nets)
+    if "images" not in nets._reference:
+        nets._reference["images"] = image_features(real_images(IMAGE_REFERENCE_SIZE), nets)
+    return nets._reference["images"]
+
+
+def image_floor(n: int = IMAGE_REFERENCE_SIZE, nets: MetricNets | None = None) -> float:
+    """The image Frechet distance of ``n`` REAL test stills (the other half of the split, disjoint
+    from the reference) from the reference: the floor for a generated set of images."""
+    total = len(MovingDigits("test", kind="image"))
+    if not 2 <= n <= total - IMAGE_REFERENCE_SIZE:
+        raise UserError(f"n must be between 2 and {total - IMAGE_REFERENCE_SIZE} (the test stills outside the reference), got {n}")
+    return frechet_distance(image_features(real_images(n, skip=IMAGE_REFERENCE_SIZE), nets), image_reference_features(nets))
 
 
 # ------------------------------------------------------------------------------------------
@@ -685,8 +755,10 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     and ``seconds`` (wall time per video, sampling and decoding). Default prompts: every digit
     x every direction (40).
 
+    ``score`` is :func:`digit_score` (the mean probability of the asked digit).
     An image pipeline (:func:`is_image_pipeline`, e.g. stage 1's) is measured on still images
-    (default prompts :data:`IMAGE_PROMPTS`): ``digit`` only; direction and Frechet are None.
+    (default prompts :data:`IMAGE_PROMPTS`): direction is None, and ``frechet`` / ``floor`` are
+    the image Frechet distance (:func:`image_features`) and :func:`image_floor`.
     ``scheduler_kwargs`` go to the sampler's config (e.g. ``original_inference_steps``),
     ``call_kwargs`` to the pipeline call (e.g. ``eta=0.3``, TCD's gamma)."""
     from . import pipelines
@@ -738,10 +810,15 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     finally:
         pipe.scheduler = original
     videos = np.concatenate(videos)
-    faith = faithfulness(videos, [prompts[i] for i, _ in jobs], nets)
+    asked = [prompts[i] for i, _ in jobs]
+    faith = faithfulness(videos, asked, nets)
+    faith["score"] = digit_score(videos, asked, nets)
     frechet = floor = None
     if image:
         faith["direction"] = faith["both"] = None
+        if len(videos) >= 2:
+            frechet = frechet_distance(image_features(videos, nets), image_reference_features(nets))
+            floor = image_floor(min(len(videos), len(MovingDigits("test", kind="image")) - IMAGE_REFERENCE_SIZE), nets)
     elif len(videos) >= 2:
         frechet = frechet_distance(video_features(videos, nets), reference_features(nets))
         floor = real_floor(min(len(videos), len(MovingDigits("test")) - REFERENCE_SIZE), nets=nets)
@@ -756,7 +833,7 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
 COLUMNS = (  # (key, header, format)
     ("label", "model", "{}"), ("scheduler", "scheduler", "{}"), ("steps", "steps", "{}"),
     ("guidance", "CFG", "{:g}"), ("digit", "digit", "{:.2f}"), ("direction", "direction", "{:.2f}"),
-    ("both", "both", "{:.2f}"), ("frechet", "Frechet", "{:.2f}"), ("floor", "floor", "{:.2f}"),
+    ("both", "both", "{:.2f}"), ("score", "digit p", "{:.3f}"), ("frechet", "Frechet", "{:.2f}"), ("floor", "floor", "{:.2f}"),
     ("unet_evals", "UNet evals", "{}"), ("gflops", "UNet GFLOPs", "{:.3g}"), ("seconds", "s/video", "{:.3f}"),
 )
 

@@ -1055,6 +1055,7 @@ def evaluate_svd(pipe, steps: int, min_guidance: float = 1.0, max_guidance: floa
     video moved), ``both``, ``frechet`` (against metrics' 720 real test videos; needs >= 2 videos),
     ``unet_evals`` and ``seconds`` per video. Returns (row, videos)."""
     from . import metrics
+    from .toy import data
 
     images, digits, directions = eval_set(n)
     gens = [generate_svd(pipe, img, steps=steps, seed=i, min_guidance=min_guidance, max_guidance=max_guidance)
@@ -1064,7 +1065,8 @@ def evaluate_svd(pipe, steps: int, min_guidance: float = 1.0, max_guidance: floa
     dir_ok = np.array([r == d for r, d in zip(metrics.read_direction(videos), directions)])
     row = {"label": label, "steps": steps, "min_guidance": min_guidance, "max_guidance": max_guidance,
            "videos": len(videos), "digit": float(digit_ok.mean()), "direction": float(dir_ok.mean()),
-           "both": float((digit_ok & dir_ok).mean()), "unet_evals": gens[0].unet_evaluations,
+           "both": float((digit_ok & dir_ok).mean()),
+           "score": metrics.digit_score(videos, [data.caption(int(d)) for d in digits]), "unet_evals": gens[0].unet_evaluations,
            "seconds": float(np.mean([g.seconds for g in gens]))}
     if frechet and len(videos) >= 2:
         row["frechet"] = metrics.frechet_distance(metrics.video_features(videos), metrics.reference_features())
@@ -1073,12 +1075,13 @@ def evaluate_svd(pipe, steps: int, min_guidance: float = 1.0, max_guidance: floa
 
 def format_svd_table(rows: list[dict]) -> str:
     """Rows of :func:`evaluate_svd` as markdown."""
-    lines = ["| model | steps | guidance | UNet evals | digit | direction | both | Frechet | s / video |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | steps | guidance | UNet evals | digit | digit p | direction | both | Frechet | s / video |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         g = "none" if r["max_guidance"] == 1 else f"ramp {r['min_guidance']:g} -> {r['max_guidance']:g}"
         fd = f"{r['frechet']:.1f}" if r.get("frechet") is not None else "-"
-        lines.append(f"| {r['label']} | {r['steps']} | {g} | {r['unet_evals']} | {r['digit']:.2f} | "
+        score = f"{r['score']:.3f}" if r.get("score") is not None else "-"
+        lines.append(f"| {r['label']} | {r['steps']} | {g} | {r['unet_evals']} | {r['digit']:.2f} | {score} | "
                      f"{r['direction']:.2f} | {r['both']:.2f} | {fd} | {r['seconds']:.3f} |")
     return "\n".join(lines)
 

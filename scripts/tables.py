@@ -2,6 +2,7 @@
 
     python scripts/tables.py stage1      # images: LCM-LoRA / full LCD student vs the teacher's samplers
     python scripts/tables.py table1      # videos: our version of the paper's table 1
+    python scripts/tables.py guidance    # videos: the teacher at 50 DDIM steps across CFG scales
     python scripts/tables.py samplers    # LCM and TCD on the student, DDIM/Euler/DPM++ on the teacher
     python scripts/tables.py styles      # style LoRAs + the LCM LoRA (images) and + AnimateLCM (videos)
     python scripts/tables.py control     # ControlNet / image-to-video adapters (teacher-free vs naive), video-to-video
@@ -10,7 +11,8 @@
 
 Each table goes to ``animatelcm_helpers/results/<name>.json`` (rows of ``metrics.evaluate``) and is
 printed as markdown; the notebooks show these files beside their own live, smaller runs.
-Image rows: the 10 prompts "a zero" .. "a nine" x 8 seeds (80 images). Video rows: the 40
+Image rows: the 10 prompts "a zero" .. "a nine" x 32 seeds (320 images), with the digit score and
+the image Frechet distance besides the digit read. Video rows: the 40
 prompts (10 digits x 4 directions) x 2 seeds (80 videos). Seeds and prompts are fixed: a rerun on
 the same machine gives the same numbers (seconds aside).
 """
@@ -22,10 +24,12 @@ import json
 import sys
 import time
 
-IMAGE_SEEDS = tuple(range(8))
+IMAGE_SEEDS = tuple(range(32))
 VIDEO_SEEDS = (0, 1)
 STEPS = (1, 2, 4, 8)
 TEACHER_CFG = 7.5
+GUIDANCE_SCALES = (1.0, 4.0, 7.5, 10.0, 15.0)  # the teacher's CFG sweep (guidance table)
+SVD_VIDEOS = 200  # image-to-video inputs: the first frames of test videos 0..199 (50 digits x 4 directions)
 
 
 def _save(name: str, rows: list, extra: dict | None = None) -> None:
@@ -57,7 +61,7 @@ def stage1() -> None:
         for n in STEPS:
             ev(teacher, n, TEACHER_CFG, "image teacher", scheduler=sched)
     ev(teacher, 50, TEACHER_CFG, "image teacher", scheduler="ddim")
-    _save("stage1", rows, {"what": "images, 10 digit prompts x 8 seeds", "created": results.stamp()})
+    _save("stage1", rows, {"what": f"images, 10 digit prompts x {len(IMAGE_SEEDS)} seeds", "created": results.stamp()})
 
 
 def table1() -> None:
@@ -73,6 +77,19 @@ def table1() -> None:
             rows.append(metrics.evaluate(teacher, n, TEACHER_CFG, scheduler=sched, seeds=VIDEO_SEEDS, label="teacher"))
             print(f"done {sched} {n}", file=sys.stderr, flush=True)
     _save("table1", rows, {"what": "videos, 40 prompts x 2 seeds", "created": results.stamp()})
+
+
+def guidance() -> None:
+    """The video teacher at 50 DDIM steps across guidance scales: how much CFG the prompt's
+    direction needs (the teacher check of the zoo uses 7.5)."""
+    from animatelcm_helpers import metrics, pipelines, results
+
+    rows = []
+    teacher = pipelines.load_t2v("teacher")
+    for g in GUIDANCE_SCALES:
+        rows.append(metrics.evaluate(teacher, 50, g, scheduler="ddim", seeds=VIDEO_SEEDS, label="teacher"))
+        print(f"done CFG {g}", file=sys.stderr, flush=True)
+    _save("guidance", rows, {"what": "videos, 40 prompts x 2 seeds, DDIM 50 steps", "created": results.stamp()})
 
 
 def samplers() -> None:
@@ -171,33 +188,33 @@ def control() -> None:
 def svd() -> None:
     """Image-to-video (notebook 07): the toy AnimateLCM-SVD-xt at 1/2/4/8 steps without guidance
     against the toy SVD teacher (Euler with SVD's frame guidance ramp 1 -> 3) at 1/2/4/8 and 25
-    steps, over the 40 fixed inputs of svd.eval_set (seed = input index)."""
+    steps, over the first SVD_VIDEOS inputs of svd.eval_set (seed = input index)."""
     from animatelcm_helpers import metrics, results
     from animatelcm_helpers import svd as svd_
 
     rows = []
     student = svd_.load_svd(world="toy")
     for n in STEPS:
-        rows.append(svd_.evaluate_svd(student, n, label="AnimateLCM-SVD-xt (toy)")[0])
+        rows.append(svd_.evaluate_svd(student, n, n=SVD_VIDEOS, label="AnimateLCM-SVD-xt (toy)")[0])
         print(rows[-1], file=sys.stderr, flush=True)
     teacher = svd_.load_toy_svd_teacher()
     ramp = (svd_.TEACHER_EVAL["min_guidance"], svd_.TEACHER_EVAL["max_guidance"])
     for n in STEPS + (svd_.TEACHER_EVAL["steps"],):
-        rows.append(svd_.evaluate_svd(teacher, n, *ramp, label="SVD-xt teacher (toy), Euler")[0])
+        rows.append(svd_.evaluate_svd(teacher, n, *ramp, n=SVD_VIDEOS, label="SVD-xt teacher (toy), Euler")[0])
         print(rows[-1], file=sys.stderr, flush=True)
     base = rows[-1]
     four = next(r for r in rows if r["steps"] == 4 and r["max_guidance"] == 1)
-    ratio = {k: (four[k] / base[k] if base[k] else None) for k in ("digit", "direction", "both")}
+    ratio = {k: (four[k] / base[k] if base[k] else None) for k in ("digit", "score", "direction", "both")}
     results.save("svd", {"rows": rows, "student_4_steps_over_teacher_25": ratio,
-                         "frechet_floor": metrics.real_floor(n=svd_.EVAL_VIDEOS),
-                         "what": "image-to-video, 40 test inputs (10 digits x 4 directions; the first frame shows the "
-                                 "direction by its trail), one video each, seed = input index",
+                         "frechet_floor": metrics.real_floor(n=SVD_VIDEOS),
+                         "what": f"image-to-video, {SVD_VIDEOS} test inputs ({SVD_VIDEOS // 4} digits x 4 directions; the first frame "
+                                 "shows the direction by its trail), one video each, seed = input index",
                          "created": results.stamp()})
     print(svd_.format_svd_table(rows), flush=True)
     print("student at 4 steps / teacher at 25 guided steps:", ratio, flush=True)
 
 
-TABLES = {"stage1": stage1, "table1": table1, "samplers": samplers, "styles": styles, "control": control, "svd": svd}
+TABLES = {"stage1": stage1, "table1": table1, "guidance": guidance, "samplers": samplers, "styles": styles, "control": control, "svd": svd}
 
 
 def main(argv=None) -> int:

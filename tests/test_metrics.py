@@ -17,7 +17,7 @@ from animatelcm_helpers.toy.data import DIRECTION_VECTORS, MovingDigits, caption
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ROW_KEYS = {"label", "scheduler", "steps", "guidance", "videos", "digit", "direction", "both",
+ROW_KEYS = {"label", "scheduler", "steps", "guidance", "videos", "digit", "direction", "both", "score",
             "frechet", "floor", "unet_evals", "gflops", "seconds"}
 
 
@@ -171,6 +171,39 @@ def test_features_and_the_real_floor(nets):
     assert metrics.frechet_distance(metrics.video_features(noise, metric_nets), metrics.reference_features(metric_nets)) > floor
 
 
+def test_digit_score_is_the_mean_probability_of_the_asked_digit(nets):
+    metric_nets, trained = nets
+    videos, items = real_set(every=12)
+    right = [it["caption"] for it in items]
+    wrong = [caption((it["digit"] + 1) % 10, it["direction"]) for it in items]
+    logits = metrics._frame_logits(videos, metric_nets)
+    expected = logits.softmax(dim=1)[np.arange(len(items)), [it["digit"] for it in items]].mean()
+    assert metrics.digit_score(videos, right, metric_nets) == pytest.approx(float(expected), rel=1e-6)
+    p_right, p_wrong = metrics.digit_score(videos, right, metric_nets), metrics.digit_score(videos, wrong, metric_nets)
+    assert 0.0 <= p_wrong < p_right <= 1.0
+    if trained:
+        assert p_right > 0.9 and p_wrong < 0.1
+    with pytest.raises(UserError, match="one prompt per video"):
+        metrics.digit_score(videos, right[:1], metric_nets)
+
+
+def test_image_features_and_the_image_floor(nets):
+    metric_nets, _ = nets
+    stills = metrics.real_images(40, skip=metrics.IMAGE_REFERENCE_SIZE)
+    assert stills.shape == (40, 32, 32, 3) and stills.dtype == np.uint8
+    feats = metrics.image_features(stills, metric_nets)
+    assert feats.shape == (40, metric_nets.classifier.head.in_features)
+    np.testing.assert_allclose(feats, metrics.image_features(stills[:, None], metric_nets))  # one-frame videos
+    floor = metrics.image_floor(40, nets=metric_nets)
+    assert np.isfinite(floor) and floor >= 0 and metrics.image_floor(40, nets=metric_nets) == floor
+    noise = np.random.default_rng(0).integers(0, 256, size=(40, 32, 32, 3), dtype=np.uint8)
+    ref = metrics.image_reference_features(metric_nets)
+    assert len(ref) == metrics.IMAGE_REFERENCE_SIZE
+    assert metrics.frechet_distance(metrics.image_features(noise, metric_nets), ref) > 2 * floor
+    with pytest.raises(UserError, match="between 2 and 180"):
+        metrics.image_floor(500, nets=metric_nets)
+
+
 def test_metric_nets_save_and_load(nets, tmp_path):
     metric_nets, _ = nets
     metrics.save_metric_nets(tmp_path, metric_nets)
@@ -220,6 +253,21 @@ def test_evaluate_on_the_toy_pipeline(lcm_pipe, nets):
     assert "Frechet" in table and "ddim" in table and "1.50" in table
     with pytest.raises(UserError, match="cannot read the prompt"):
         metrics.evaluate(lcm_pipe, steps=1, guidance=1.0, prompts=["a cat"], nets=metric_nets)
+
+
+def test_evaluate_on_an_image_pipeline_measures_stills(nets):
+    from animatelcm_helpers import pipelines
+
+    metric_nets, _ = nets
+    pipe = pipelines.load_t2i(world="toy")
+    row = metrics.evaluate(pipe, steps=2, guidance=2.0, prompts=["a one", "a seven"], seeds=(0, 1, 2), batch=6,
+                           nets=metric_nets)
+    assert set(row) == ROW_KEYS and row["videos"] == 6 and row["unet_evals"] == 4
+    assert row["direction"] is None and row["both"] is None
+    assert 0.0 <= row["score"] <= 1.0 and row["frechet"] >= 0
+    assert row["floor"] == pytest.approx(metrics.image_floor(6, nets=metric_nets))
+    table = metrics.format_table([row])
+    assert "digit p" in table
 
 
 def test_evaluate_script(nets, tmp_path, capsys):

@@ -450,6 +450,20 @@ def test_load_svd_uses_the_zoos_distilled_unet(tmp_path, monkeypatch, toy_parts)
     assert gen.frames.shape == (8, 32, 32, 3) and gen.unet_evaluations == 2
 
 
+def test_evaluate_svd_measures_against_the_inputs(svd_pipe):
+    from animatelcm_helpers import metrics
+    from animatelcm_helpers.toy import data
+
+    row, videos = svd.evaluate_svd(svd_pipe, 1, n=4, label="toy")
+    images, digits, directions = svd.eval_set(4)
+    assert videos.shape == (4, 8, 32, 32, 3) and row["videos"] == 4 and row["unet_evals"] == 1
+    assert row["digit"] == float(np.mean(metrics.read_digits(videos) == digits))
+    assert row["score"] == pytest.approx(metrics.digit_score(videos, [data.caption(int(d)) for d in digits]))
+    assert row["both"] <= min(row["digit"], row["direction"]) and row["frechet"] >= 0
+    table = svd.format_svd_table([row])
+    assert "digit p" in table and f"{row['score']:.3f}" in table
+
+
 def test_toy_svd_teacher_missing_says_how_to_build(tmp_path, monkeypatch):
     import json
 

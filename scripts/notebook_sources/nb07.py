@@ -148,13 +148,15 @@ media.show_rows(row)'''),
 code('''media.show_videos({k: v for k, v in row.items() if k in ("teacher, 25 steps + CFG", "student, 4 step(s)", "student, 1 step(s)")})'''),
 md('''### The table: faithfulness and cost at 1/2/4/8 steps
 
-Measured by `python scripts/tables.py svd` over 40 held-out inputs (10 digits x 4 directions, one seed each) and saved
-with the package (`animatelcm_helpers/results/svd.json`); seconds are per video on the CPU that made it.'''),
+Measured by `python scripts/tables.py svd` over held-out inputs (the first frames of test videos, every digit in all
+4 directions, one seed each) and saved with the package (`animatelcm_helpers/results/svd.json`); `digit p` is the mean
+probability the classifier gives the input's digit; seconds are per video on the CPU that made it.'''),
 code('''table = results.load("svd")
 print(svd.format_svd_table(table["rows"]))
 ratio = table["student_4_steps_over_teacher_25"]
-print(f"student at 4 steps / teacher at 25 guided steps: digit {ratio['digit']:.2f}, direction {ratio['direction']:.2f}"
-      f"; Frechet of 40 real videos (the floor): {table['frechet_floor']:.1f}")'''),
+n_table = table["rows"][0]["videos"]
+print(f"{n_table} inputs. Student at 4 steps / teacher at 25 guided steps: digit {ratio['digit']:.2f}, digit p {ratio['score']:.2f}, "
+      f"direction {ratio['direction']:.2f}; Frechet of {n_table} real videos (the floor): {table['frechet_floor']:.1f}")'''),
 md('''And a live check on a few inputs (more in normal mode), with the same function:'''),
 code('''n = 4 if settings.test_mode else 12
 live = [svd.evaluate_svd(lcm, 4, n=n, label="AnimateLCM-SVD-xt (toy)", frechet=False)[0],
