@@ -281,16 +281,14 @@ def image_to_video(pipe, image, prompt: str, scale: float = 1.0, steps: int | No
     as the adapter was trained), the motion modules carry the image on and the prompt says how it
     moves. ``scale`` is the image's strength. ``pipe``: :func:`controlnet_pipeline` of
     ``load_controlnet("i2v")``."""
-    from PIL import Image
-
-    from .distill import EMPTY_CONDITION
+    from .distill import as_conditioning
 
     images = _frames(image)
     if len(images) != 1:
         raise UserError(f"give one image for image-to-video, got {len(images)}")
     frames = pipelines.check_int("frames", pipe.model_spec.frames if frames is None else frames, 1)
-    empty = Image.new("RGB", images[0].size, (EMPTY_CONDITION,) * 3)
-    return generate_controlled(pipe, prompt, images + [empty] * (frames - 1), scale, steps, guidance, seed)
+    keyframe = as_conditioning(torch.from_numpy(np.array(images[0])).permute(2, 0, 1)[None], frames)[0]
+    return generate_controlled(pipe, prompt, keyframe.permute(0, 2, 3, 1).numpy(), scale, steps, guidance, seed)
 
 
 def video_to_video(pipe, video, prompt: str, strength: float = 0.6, steps: int | None = None,
