@@ -200,7 +200,7 @@ def load_controlnet(kind: str = "canny", world: str | None = None, naive: bool =
     if settings.world == "toy":
         if kind not in TOY_ADAPTERS:
             raise UserError(f"the toy world has ControlNets for {', '.join(TOY_ADAPTERS)}; got {kind!r}")
-        weights = config.toy_weights(TOY_ADAPTERS[kind] + (NAIVE_SUFFIX if naive else ""))
+        weights = config.toy_weights(_toy_adapter(kind, naive))
     else:
         if naive:
             raise UserError("naive=True picks the toy world's diffusion-loss adapters; the full world has none")
@@ -249,13 +249,14 @@ def _run(pipe, seed, **kwargs) -> pipelines.Generation:
                                 kwargs["num_inference_steps"], kwargs["guidance_scale"])
 
 
-def _common(pipe, prompt, steps, guidance):
+def _common(pipe, prompt, steps, guidance) -> tuple[int, float]:
+    """The checked prompt, and the steps and guidance (the model's defaults for None)."""
     spec = pipe.model_spec
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty: describe the video, e.g. 'a seven moving left'")
     steps = pipelines.check_int("steps", spec.steps if steps is None else steps, 1, hint=" (denoising steps)")
     guidance = pipelines.check_range("guidance", spec.guidance if guidance is None else guidance, 0.0)
-    return spec, steps, guidance
+    return steps, guidance
 
 
 def generate_controlled(pipe, prompt: str, control, scale: float = 1.0, steps: int | None = None,
@@ -263,7 +264,7 @@ def generate_controlled(pipe, prompt: str, control, scale: float = 1.0, steps: i
     """One video following ``control`` (one map per frame: PIL, uint8 or floats in [0, 1]) with
     a ControlNet pipeline; ``scale`` is the control strength (``controlnet_conditioning_scale``,
     0 = ignore the control). Returns a :class:`pipelines.Generation`."""
-    spec, steps, guidance = _common(pipe, prompt, steps, guidance)
+    steps, guidance = _common(pipe, prompt, steps, guidance)
     scale = pipelines.check_range("control scale", scale, 0.0, 2.0)
     maps = conditioning_frames(control)
     frames = pipelines.check_int("frames", len(maps), 1, pipelines.max_frames(pipe),
@@ -296,7 +297,7 @@ def video_to_video(pipe, video, prompt: str, strength: float = 0.6, steps: int |
     """Re-render ``video`` (frames as for :func:`detect`) with a new prompt / style: noise it to
     ``strength`` of the schedule and denoise from there (about ``strength * steps`` UNet
     evaluations: strength 0.6 of 8 LCM steps runs 4)."""
-    spec, steps, guidance = _common(pipe, prompt, steps, guidance)
+    steps, guidance = _common(pipe, prompt, steps, guidance)
     strength = pipelines.check_range("strength", strength, 0.0, 1.0)
     if int(steps * strength) < 1:
         raise UserError(f"strength {strength} of {steps} steps leaves no step to run; raise either")
@@ -307,11 +308,16 @@ def video_to_video(pipe, video, prompt: str, strength: float = 0.6, steps: int |
                 height=height, width=width, num_inference_steps=steps, guidance_scale=guidance)
 
 
+def _toy_adapter(kind: str, naive: bool = False) -> str:
+    """The zoo folder's name of a toy adapter (the naive twin has the suffix)."""
+    return TOY_ADAPTERS[kind] + (NAIVE_SUFFIX if naive else "")
+
+
 def zoo_folder(kind: str, naive: bool = False) -> Path:
     """Where a toy adapter lives in the zoo."""
     from .toy import zoo
 
-    return zoo.root() / (TOY_ADAPTERS[kind] + (NAIVE_SUFFIX if naive else ""))
+    return zoo.root() / _toy_adapter(kind, naive)
 
 
 # ------------------------------------------------------------------------------------------
