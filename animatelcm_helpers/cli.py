@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int, help="height in pixels (a multiple of the VAE factor)")
     g.add_argument("--width", type=int, help="width in pixels (a multiple of the VAE factor)")
     g.add_argument("--lcm-lora-weight", type=float, help="weight of the LCM LoRA, 0..1 (default: the model's)")
+    g.add_argument("--motion-lora", help="a motion LoRA that steers the motion (toy: left/right/up/down; "
+                   "full: pan-left, tilt-up, zoom-in, ...)")
+    g.add_argument("--motion-lora-weight", type=float, default=1.0, help="its weight, 0..2 (default 1)")
     g.add_argument("--negative-prompt", help="what the video should not show (used with guidance > 1)")
     g.add_argument("--seed", type=int, default=0, help="random seed; -1 draws one (default 0)")
     g.add_argument("--fps", type=int, default=8, help="frames per second of .gif/.mp4 output")
@@ -73,6 +76,8 @@ def cmd_generate(args) -> int:
             print("note: the toy zoo is not trained yet; random-initialised stand-in weights make this video",
                   file=sys.stderr)
     pipe = pipelines.load_t2v(args.model, lcm_lora_weight=args.lcm_lora_weight)
+    if args.motion_lora:
+        pipelines.use_motion_lora(pipe, args.motion_lora, args.motion_lora_weight)
     result = pipelines.generate(
         pipe, args.prompt, steps=args.steps, guidance=args.guidance, frames=args.frames,
         height=args.height, width=args.width, seed=args.seed, negative_prompt=args.negative_prompt,
@@ -80,7 +85,8 @@ def cmd_generate(args) -> int:
     media.save_video(result.frames, args.out, fps=args.fps)
     f, h, w, _ = result.frames.shape
     print(
-        f"wrote {args.out}: {f} frames {w}x{h}, {world} world, model {args.model}, "
+        f"wrote {args.out}: {f} frames {w}x{h}, {world} world, model {args.model}"
+        + (f", motion LoRA {args.motion_lora}" if args.motion_lora else "") + ", "
         f"{result.steps} steps, guidance {result.guidance:g}, seed {result.seed}, "
         f"{result.unet_evaluations} UNet evaluations, {result.seconds:.2f} s"
     )

@@ -91,6 +91,13 @@ HUB: dict[str, Weights] = {
     "controlnet_lineart": Weights("lllyasviel/control_v11p_sd15_lineart"),
     # controlnet-aux's detector weights (OpenPose, MiDaS depth, HED); Canny/line art/shuffle need none.
     "annotators": Weights("lllyasviel/Annotators"),
+    # AnimateDiff's motion LoRAs (camera moves, on the v1.5.2 motion modules; AnimateLCM takes them too).
+    "motion_lora_pan_left": Weights("guoyww/animatediff-motion-lora-pan-left"),
+    "motion_lora_pan_right": Weights("guoyww/animatediff-motion-lora-pan-right"),
+    "motion_lora_tilt_up": Weights("guoyww/animatediff-motion-lora-tilt-up"),
+    "motion_lora_tilt_down": Weights("guoyww/animatediff-motion-lora-tilt-down"),
+    "motion_lora_zoom_in": Weights("guoyww/animatediff-motion-lora-zoom-in"),
+    "motion_lora_zoom_out": Weights("guoyww/animatediff-motion-lora-zoom-out"),
 }
 
 
@@ -201,6 +208,16 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
             width=32,
         ),
     },
+}
+
+
+# Motion LoRAs by name, per world (the demo's motion menu). The full world's are camera moves
+# (a "pan-left" camera makes the scene drift right); the toy world's are named by the way the
+# digit moves and were trained by the zoo's `motion_loras` stage on the video teacher.
+MOTION_LORAS: dict[str, dict[str, Weights]] = {
+    "full": {m: HUB[f"motion_lora_{m.replace('-', '_')}"]
+             for m in ("pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out")},
+    "toy": {d: toy_weights("motion-loras", f"{d}.safetensors") for d in ("left", "right", "up", "down")},
 }
 
 

@@ -107,6 +107,11 @@ def personal_loras(world: str) -> dict[str, str]:
     return loras
 
 
+def motion_loras(world: str) -> dict[str, str]:
+    """{label: name} of the world's motion LoRAs (``config.MOTION_LORAS``), after "none"."""
+    return {NO_LORA: NO_LORA, **{m: m for m in config.MOTION_LORAS[world]}}
+
+
 def t2v_fields(world: str) -> list[Field]:
     """The text-to-video tab's controls, with the world's defaults (``config.MODELS``)."""
     spec = config.model_spec(next(iter(bases(world).values())), world)
@@ -118,6 +123,8 @@ def t2v_fields(world: str) -> list[Field]:
               hint="toy world: the styles, image-only LoRAs" if world == "toy" else ""),
         Field("lora_alpha", "LoRA alpha", "float", 0.8, 0.0, 2.0, 0.05),
         Field("lcm_alpha", "LCM LoRA alpha", "float", float(spec.lcm_lora_weight), 0.0, 1.0, 0.05),
+        Field("motion_lora", "motion LoRA", "choice", NO_LORA, options=motion_loras(world),
+              hint="steers the motion (weight 1); the prompt alone does not pick it"),
         Field("prompt", "prompt", "text", example),
         Field("negative_prompt", "negative prompt", "text", "bad quality"),
         Field("steps", "steps", "int", spec.steps, *lim.steps),
@@ -232,6 +239,7 @@ def validate_t2v(values: dict, world: str | None = None) -> dict:
     out = {"world": world, "prompt": prompt.strip(), "negative_prompt": negative.strip()}
     out["model"] = _choice(values, fields["base"])
     out["personal_lora"] = _choice(values, fields["personal_lora"])
+    out["motion_lora"] = _choice(values, fields["motion_lora"]) if "motion_lora" in values else NO_LORA
     for name in ("lora_alpha", "lcm_alpha", "steps", "frames", "cfg", "seed", "width", "height"):
         out[name] = _number(values, fields[name])
     for name in ("width", "height"):
@@ -314,10 +322,11 @@ def svd_pipe(world: str | None = None):
     return _PIPES[key]
 
 
-def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: float = 0.8) -> dict:
-    """Activate exactly the LCM LoRA at ``lcm_alpha`` and the personal LoRA (a toy style) at
-    ``lora_alpha``; other loaded LoRAs are switched off. W = W0 + sum_k alpha_k B_k A_k.
-    Returns {adapter: weight} of the active ones."""
+def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: float = 0.8,
+              motion_lora: str = NO_LORA) -> dict:
+    """Activate exactly the LCM LoRA at ``lcm_alpha``, the personal LoRA (a toy style) at
+    ``lora_alpha`` and the motion LoRA at 1; other loaded LoRAs are switched off.
+    W = W0 + sum_k alpha_k B_k A_k. Returns {adapter: weight} of the active ones."""
     active = {}
     if pipe.model_spec.lcm_lora is not None:
         active[pipelines.LCM_ADAPTER] = float(lcm_alpha)
@@ -325,8 +334,16 @@ def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: 
         if personal_lora not in pipe.get_list_adapters().get("unet", []):
             pipelines.add_style(pipe, personal_lora, lora_alpha)  # loads the file once
         active[personal_lora] = float(lora_alpha)
+    if motion_lora != NO_LORA:
+        name = pipelines.MOTION_PREFIX + motion_lora
+        if name not in pipe.get_list_adapters().get("unet", []):
+            pipelines.load_lora(pipe, pipelines.motion_lora_weights(motion_lora), adapter_name=name)
+        active[name] = 1.0
+    loaded = pipe.get_list_adapters().get("unet", [])
     if active:
         pipe.set_adapters(list(active), list(active.values()))
+    elif loaded:  # nothing asked (e.g. the teacher after a motion LoRA): every loaded LoRA at 0
+        pipe.set_adapters(list(loaded), [0.0] * len(loaded))
     pipe.adapter_weights = dict(active)
     return active
 
@@ -364,7 +381,7 @@ def run_t2v(values: dict, progress: Callable[[int, int], None] | None = None) ->
     max_frames = pipelines.max_frames(pipe)
     if v["frames"] > max_frames:
         raise UserError(f"frames must be at most {max_frames} for this motion module, got {v['frames']}")
-    set_loras(pipe, v["lcm_alpha"], v["personal_lora"], v["lora_alpha"])
+    set_loras(pipe, v["lcm_alpha"], v["personal_lora"], v["lora_alpha"], v.get("motion_lora", NO_LORA))
     with _StepHook(pipe.unet, v["steps"], progress):
         return pipelines.generate(
             pipe, v["prompt"], steps=v["steps"], guidance=v["cfg"], frames=v["frames"], height=v["height"],

@@ -743,7 +743,8 @@ def is_image_pipeline(pipe) -> bool:
 
 def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, prompts=None,
              seeds=(0,), batch: int = 40, label: str = "", nets: MetricNets | None = None,
-             scheduler_kwargs: dict | None = None, call_kwargs: dict | None = None) -> dict:
+             scheduler_kwargs: dict | None = None, call_kwargs: dict | None = None,
+             motion_loras: bool = False) -> dict:
     """Sample one video per (prompt, seed) and measure them: one row of the paper's table.
 
     The pipeline is called in batches of ``batch`` prompts, each video with its own CPU
@@ -760,7 +761,9 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     (default prompts :data:`IMAGE_PROMPTS`): direction is None, and ``frechet`` / ``floor`` are
     the image Frechet distance (:func:`image_features`) and :func:`image_floor`.
     ``scheduler_kwargs`` go to the sampler's config (e.g. ``original_inference_steps``),
-    ``call_kwargs`` to the pipeline call (e.g. ``eta=0.3``, TCD's gamma)."""
+    ``call_kwargs`` to the pipeline call (e.g. ``eta=0.3``, TCD's gamma).
+    ``motion_loras=True`` samples each prompt with the motion LoRA of its motion word
+    (:func:`pipelines.use_motion_lora`, the prompts grouped by direction), then turns them off."""
     from . import pipelines
 
     nets = _nets(nets)  # fail before sampling, not after
@@ -781,6 +784,15 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
         raise UserError("no seeds: give at least one, e.g. seeds=(0,)")
     spec = pipe.model_spec
     jobs = [(i, s) for s in seeds for i in range(len(prompts))]
+    groups = {None: jobs}
+    if motion_loras:
+        if image:
+            raise UserError("motion_loras=True needs a text-to-video pipeline")
+        moves = [data.parse_caption(p)[1] for p in prompts]
+        if None in moves:
+            raise UserError("motion_loras=True needs a motion word in every prompt, e.g. 'a seven moving left'")
+        groups = {d: [j for j in jobs if moves[j[0]] == d] for d in dict.fromkeys(moves)}
+        jobs = [j for group in groups.values() for j in group]
     original = pipe.scheduler
     if scheduler is not None:
         pipe.scheduler = pipelines.make_scheduler(scheduler, original.config, **(scheduler_kwargs or {}))
@@ -791,8 +803,12 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
         if name == "lcm" and steps > pipelines.MAX_LCM_STEPS:
             raise UserError(f"steps must be at most {pipelines.MAX_LCM_STEPS} for the LCM scheduler, got {steps}")
         videos, evals, seconds = [], [], 0.0
-        for start in range(0, len(jobs), batch):
-            chunk = jobs[start : start + batch]
+        chunks = []
+        for move, group in groups.items():
+            chunks += [(move, group[start : start + batch]) for start in range(0, len(group), batch)]
+        for move, chunk in chunks:
+            if motion_loras:
+                pipelines.use_motion_lora(pipe, move)
             generators = [torch.Generator("cpu").manual_seed(video_seed(i, s)) for i, s in chunk]
             t0 = time.perf_counter()
             kwargs = dict(call_kwargs or {})
@@ -809,6 +825,8 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
         flops = unet_flops_per_evaluation(pipe, None if image else spec.frames, spec.height, spec.width)
     finally:
         pipe.scheduler = original
+        if motion_loras:
+            pipelines.use_motion_lora(pipe, None)
     videos = np.concatenate(videos)
     asked = [prompts[i] for i, _ in jobs]
     faith = faithfulness(videos, asked, nets)

@@ -249,6 +249,43 @@ def add_style(pipe, style: str, weight: float = 0.8) -> None:
     set_adapter_weight(pipe, style, weight)
 
 
+MOTION_PREFIX = "motion-"  # a motion LoRA's adapter name is "motion-<name>"
+
+
+def motion_lora_weights(name: str, world: str | None = None) -> Weights:
+    """A motion LoRA by name, from ``config.MOTION_LORAS[world]``: in the toy world "left",
+    "right", "up", "down" (the way the digit moves); in the full world AnimateDiff's camera
+    moves ("pan-left", "tilt-up", "zoom-in", ...)."""
+    world = config.check_world(world or config.current().world)
+    names = config.MOTION_LORAS[world]
+    if name not in names:
+        raise UserError(f"unknown motion LoRA {name!r} in the {world} world; choose one of: {', '.join(names)}")
+    return names[name]
+
+
+def use_motion_lora(pipe, name: str | None, weight: float = 1.0) -> None:
+    """Switch the motion LoRA of a text-to-video pipeline: load ``name`` once (adapter
+    ``"motion-<name>"``, a LoRA on the motion modules' attention and feed-forward layers) and
+    set it to ``weight``; every other loaded motion LoRA goes to 0, and the LCM LoRA and styles
+    keep their weights. ``None`` turns all motion LoRAs off. The motion modules have no text
+    cross-attention, so the prompt steers the motion only through the image layers; a motion
+    LoRA steers it directly (the caller picks it, as a demo's motion menu does)."""
+    if type(pipe.unet).__name__ != "UNetMotionModel":
+        raise UserError("motion LoRAs go on a text-to-video pipeline (load_t2v), not an image pipeline")
+    weights = dict(getattr(pipe, "adapter_weights", {}))
+    if name is not None:
+        weight = check_range("motion LoRA weight", weight, 0.0, 2.0)
+        if MOTION_PREFIX + name not in weights:
+            load_lora(pipe, motion_lora_weights(name), adapter_name=MOTION_PREFIX + name)
+    for other in [k for k in weights if k.startswith(MOTION_PREFIX)]:
+        weights[other] = 0.0
+    if name is not None:
+        weights[MOTION_PREFIX + name] = float(weight)
+    if weights:
+        pipe.set_adapters(list(weights), list(weights.values()))
+    pipe.adapter_weights = weights
+
+
 def set_adapter_weight(pipe, name: str, weight: float) -> None:
     """Set one loaded LoRA's weight, keeping the others' (``pipe.adapter_weights`` holds them)."""
     weights = dict(getattr(pipe, "adapter_weights", {}))

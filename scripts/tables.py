@@ -3,6 +3,7 @@
     python scripts/tables.py stage1      # images: LCM-LoRA / full LCD student vs the teacher's samplers
     python scripts/tables.py table1      # videos: our version of the paper's table 1
     python scripts/tables.py guidance    # videos: the teacher at 50 DDIM steps across CFG scales
+    python scripts/tables.py motion      # videos: each prompt's motion LoRA on the teacher and on AnimateLCM
     python scripts/tables.py samplers    # LCM and TCD on the student, DDIM/Euler/DPM++ on the teacher
     python scripts/tables.py styles      # style LoRAs + the LCM LoRA (images) and + AnimateLCM (videos)
     python scripts/tables.py control     # ControlNet / image-to-video adapters (teacher-free vs naive), video-to-video
@@ -90,6 +91,25 @@ def guidance() -> None:
         rows.append(metrics.evaluate(teacher, 50, g, scheduler="ddim", seeds=VIDEO_SEEDS, label="teacher"))
         print(f"done CFG {g}", file=sys.stderr, flush=True)
     _save("guidance", rows, {"what": "videos, 40 prompts x 2 seeds, DDIM 50 steps", "created": results.stamp()})
+
+
+def motion() -> None:
+    """Motion LoRAs (trained on the video teacher): each prompt's motion word picks its LoRA, on the
+    teacher at 50 DDIM steps (CFG 7.5; without them: table1's row) and on the toy AnimateLCM at 1,
+    2, 4 and 8 steps (no CFG), there next to the same model without them."""
+    from animatelcm_helpers import metrics, pipelines, results
+
+    rows = []
+    for model, label, steps, cfg, sched in (("teacher", "teacher", (50,), TEACHER_CFG, "ddim"),
+                                            ("animatelcm", "AnimateLCM (toy)", STEPS, 1.0, None)):
+        pipe = pipelines.load_t2v(model)
+        for n in steps:  # the teacher without them is table1's row (the same videos)
+            for with_loras in (False, True) if model == "animatelcm" else (True,):
+                rows.append(metrics.evaluate(pipe, n, cfg, scheduler=sched, seeds=VIDEO_SEEDS, motion_loras=with_loras,
+                                             label=label + (" + motion LoRAs" if with_loras else "")))
+            print(f"done {model} {n}", file=sys.stderr, flush=True)
+    _save("motion", rows, {"what": "videos, 40 prompts x 2 seeds; motion LoRA = the prompt's direction, weight 1",
+                           "created": results.stamp()})
 
 
 def samplers() -> None:
@@ -214,7 +234,7 @@ def svd() -> None:
     print("student at 4 steps / teacher at 25 guided steps:", ratio, flush=True)
 
 
-TABLES = {"stage1": stage1, "table1": table1, "guidance": guidance, "samplers": samplers, "styles": styles, "control": control, "svd": svd}
+TABLES = {"stage1": stage1, "table1": table1, "guidance": guidance, "motion": motion, "samplers": samplers, "styles": styles, "control": control, "svd": svd}
 
 
 def main(argv=None) -> int:

@@ -48,6 +48,21 @@ def test_same_seed_same_file(tmp_path):
     np.testing.assert_array_equal(np.load(a), np.load(b))
 
 
+def test_motion_lora_option(tmp_path, capsys):
+    from animatelcm_helpers import pipelines
+
+    out = tmp_path / "up.npy"
+    assert cli.main(["generate", "--prompt", "a two moving up", "--world", "toy", "--steps", "2", "--seed", "4",
+                     "--motion-lora", "up", "--out", str(out)]) == 0
+    assert "motion LoRA up, 2 steps" in capsys.readouterr().out
+    pipe = pipelines.load_t2v("animatelcm", world="toy")
+    pipelines.use_motion_lora(pipe, "up")
+    np.testing.assert_array_equal(np.load(out), pipelines.generate(pipe, "a two moving up", steps=2, seed=4).frames)
+    assert cli.main(["generate", "--prompt", "a two", "--world", "toy", "--motion-lora", "sideways",
+                     "--out", str(out)]) == 2
+    assert "error: unknown motion LoRA 'sideways'" in capsys.readouterr().err
+
+
 def test_models_lists_both_worlds(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out

@@ -91,6 +91,28 @@ def test_personal_lora_is_add_style_and_is_switched_off_after(good):
     np.testing.assert_array_equal(again.frames, plain.frames)
 
 
+def test_motion_lora_menu_is_use_motion_lora_and_is_switched_off_after(good):
+    assert list(demo.motion_loras("toy")) == [demo.NO_LORA, "left", "right", "up", "down"]
+    assert "tilt-up" in demo.motion_loras("full")
+    plain = demo.run_t2v(good)
+    moved = demo.run_t2v({**good, "motion_lora": "up"})
+    ref_pipe = pipelines.load_t2v("animatelcm")
+    pipelines.use_motion_lora(ref_pipe, "up")
+    ref = pipelines.generate(ref_pipe, good["prompt"], steps=2, frames=4, height=16, width=16, seed=0,
+                             negative_prompt=good["negative_prompt"])
+    np.testing.assert_array_equal(moved.frames, ref.frames)
+    assert not np.array_equal(moved.frames, plain.frames)
+    np.testing.assert_array_equal(demo.run_t2v(good).frames, plain.frames)  # "none" switches it off
+    teacher = pipelines.load_t2v("teacher")  # no LCM LoRA: with nothing asked, no loaded LoRA stays on
+    plain_teacher = pipelines.generate(teacher, "a one moving up", steps=2, frames=4, seed=0).frames
+    assert demo.set_loras(teacher, 1.0, motion_lora="up") == {"motion-up": 1.0}
+    assert demo.set_loras(teacher, 1.0) == {}
+    np.testing.assert_array_equal(pipelines.generate(teacher, "a one moving up", steps=2, frames=4, seed=0).frames,
+                                  plain_teacher)
+    with pytest.raises(UserError, match="motion LoRA"):
+        demo.validate_t2v({**good, "motion_lora": "sideways"})
+
+
 def test_seed_minus_one_draws_one_that_makes_the_video_again(good):
     drawn = demo.run_t2v({**good, "seed": -1})
     assert 0 <= drawn.seed < 2**31

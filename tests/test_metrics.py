@@ -297,3 +297,22 @@ def test_read_styles_on_real_held_out_images():
     assert correct / total >= 0.95
     with pytest.raises(UserError, match=r"shape \(N, height, width, 3\)"):
         metrics.read_styles(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_evaluate_with_motion_loras_uses_each_prompts_own(lcm_pipe, nets):
+    from animatelcm_helpers import pipelines
+
+    metric_nets, _ = nets
+    prompts = ["a one moving up", "a seven moving left", "a three moving up"]
+    row = metrics.evaluate(lcm_pipe, steps=2, guidance=1.0, prompts=prompts, seeds=(0,), nets=metric_nets,
+                           motion_loras=True)
+    assert row["videos"] == 3 and all(w == 0.0 for k, w in lcm_pipe.adapter_weights.items() if k.startswith("motion-"))
+    videos = []
+    for i, p in enumerate(prompts):  # the same videos, one by one with the prompt's own motion LoRA
+        pipelines.use_motion_lora(lcm_pipe, p.split()[-1])
+        videos.append(pipelines.generate(lcm_pipe, p, steps=2, seed=metrics.video_seed(i, 0)).frames)
+    pipelines.use_motion_lora(lcm_pipe, None)
+    alone = metrics.faithfulness(np.stack(videos), prompts, metric_nets)
+    assert (row["digit"], row["direction"]) == (alone["digit"], alone["direction"])
+    with pytest.raises(UserError, match="motion word"):
+        metrics.evaluate(lcm_pipe, steps=1, guidance=1.0, prompts=["a one"], nets=metric_nets, motion_loras=True)

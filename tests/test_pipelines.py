@@ -20,6 +20,8 @@ def test_toy_zoo_mirrors_the_hub_layout(toy_settings):
     for rel, digest in manifest["files"].items():
         assert zoo.sha256(root / rel) == digest
     assert not list(root.rglob("*.bin")) and not list(root.rglob("*.pt*"))
+    if manifest.get("trained"):  # the shipped zoo: under 25 MB in all (pip carries it)
+        assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) < 25_000_000
 
 
 def test_lcm_pipeline_is_what_the_official_recipe_builds(lcm_pipe):
@@ -187,3 +189,52 @@ def test_paper_table_side_by_side():
     text = results.side_by_side(rows)
     assert "| DDIM | 4 | 1944.8 | 12.3 | 14.87 | 0.50 / 0.75 |" in text
     assert "| AnimateLCM | 1 | 1256.5 | - |" in text
+
+
+def test_motion_lora_switches_one_direction_on_and_keeps_the_lcm_lora(toy_settings):
+    pipe = pipelines.load_t2v("animatelcm")
+    plain = pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames
+    pipelines.use_motion_lora(pipe, "up", 0.0)  # loaded, weight 0: exactly the plain model
+    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "motion-up": 0.0}
+    np.testing.assert_array_equal(pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames, plain)
+    pipelines.use_motion_lora(pipe, "up")
+    up = pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames
+    assert np.abs(up.astype(int) - plain.astype(int)).mean() > 0.5
+    pipelines.use_motion_lora(pipe, "left", 0.7)  # switching turns the other motion LoRAs off
+    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "motion-up": 0.0, "motion-left": 0.7}
+    pipelines.use_motion_lora(pipe, None)
+    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "motion-up": 0.0, "motion-left": 0.0}
+    np.testing.assert_array_equal(pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames, plain)
+    with pytest.raises(UserError, match="choose one of: left, right, up, down"):
+        pipelines.use_motion_lora(pipe, "sideways")
+    with pytest.raises(UserError, match="motion LoRA weight"):
+        pipelines.use_motion_lora(pipe, "up", 3.0)
+    with pytest.raises(UserError, match="text-to-video pipeline"):
+        pipelines.use_motion_lora(pipelines.load_t2i(world="toy"), "up")
+
+
+def test_motion_loras_sit_on_the_temporal_attention_only(toy_settings):
+    from safetensors.torch import load_file
+
+    for name, weights in config.MOTION_LORAS["toy"].items():
+        state = load_file(zoo.root() / weights.repo_id / weights.weight_name)
+        assert state and all(".motion_modules." in k and k.startswith("unet.") for k in state), name
+        assert {k.split(".")[-3] for k in state} <= {"to_q", "to_k", "to_v", "0"}  # to_out.0
+    full = config.MOTION_LORAS["full"]
+    assert set(full) == {"pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out"}
+    assert all(w.repo_id.startswith("guoyww/animatediff-motion-lora-") and w.revision for w in full.values())
+
+
+def test_the_motion_lora_steers_the_teacher(teacher_pipe):
+    """The point of a motion LoRA: the video teacher's motion modules cannot read "moving up"
+    (no text cross-attention); with the "up" LoRA the digits do move up."""
+    from animatelcm_helpers import metrics
+
+    prompts = [f"a {d} moving up" for d in ("zero", "three", "six", "eight")]
+    moves = {}
+    for lora in (None, "up"):
+        pipelines.use_motion_lora(teacher_pipe, lora)
+        videos = [pipelines.generate(teacher_pipe, p, steps=10, seed=1).frames for p in prompts]
+        moves[lora] = metrics.read_direction(np.stack(videos))
+    pipelines.use_motion_lora(teacher_pipe, None)
+    assert moves["up"].count("up") == len(prompts) > moves[None].count("up")

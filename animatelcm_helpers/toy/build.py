@@ -28,11 +28,15 @@ from .. import config
 from . import configs, recipes, zoo
 
 STYLES = tuple(s for s in recipes.STYLES if s != "plain")
-STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "stage2", "adapters", "styles", "metrics")  # the order they run in
-ZOO_STAGES = ("vae", "image_teacher", "video_teacher", "styles", "metrics")  # the teachers and the measuring stick (issue 3); stage1/stage2 distil
-STEPS = {"vae": 1200, "image_teacher": 5000, "video_teacher": 1200, "styles": 600, "metrics": None,
+STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "motion_loras", "stage2", "adapters", "styles",
+          "metrics")  # the order they run in
+# the teachers and the measuring stick (issue 3); stage1/stage2 distil
+ZOO_STAGES = ("vae", "image_teacher", "video_teacher", "motion_loras", "styles", "metrics")
+STEPS = {"vae": 1200, "image_teacher": 5000, "video_teacher": 1200, "motion_loras": 200, "styles": 600, "metrics": None,
          "stage1": 1000, "stage2": 400, "adapters": 1500}
-TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "styles": 2, "metrics": 3, "stage1": 2, "stage2": 2, "adapters": 2}
+TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "motion_loras": 2, "styles": 2, "metrics": 3, "stage1": 2,
+              "stage2": 2, "adapters": 2}
+MOTION_LORAS = "motion-loras"  # the zoo's folder of motion LoRAs, <direction>.safetensors (float16)
 # The toy SVD (issue 9): its temporal VAE, the SVD teacher, and the consistency-distilled student;
 # written to the zoo's svd/ folder (svd.TOY_SVD), weights in float16 (they load as float32).
 # svd_decoder then fine-tunes the temporal decoder on the frozen encoder (the latents, so the UNets, stay valid).
@@ -76,8 +80,10 @@ def _mark_done(work: Path, stage: str, info: dict) -> None:
 
 
 def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: bool = False,
-          limit: int | None = None, progress: bool = True) -> dict:
-    """Run the stages in order and write the zoo to ``out``; returns the manifest."""
+          limit: int | None = None, progress: bool = True, stages=STAGES) -> dict:
+    """Run the stages in order and write the zoo to ``out``; returns the manifest.
+    ``stages=ZOO_STAGES`` trains only the teachers and the measuring stick (issue 3's zoo, the
+    part whose rebuild is timed) and writes just those parts."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from ..pipelines import quiet_loading
@@ -88,6 +94,8 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     manifest_stages = {}
 
     def run(stage, fn):
+        if stage not in stages:
+            return False
         done = _load_stage(work, stage)
         if done and not fresh and stage not in only:  # finished: reuse it
             print(f"[{stage}] reusing the finished stage in {work / stage}")
@@ -168,6 +176,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
                 "prompt_sensitivity_left_vs_right": sens, "loss_curve": _curve(fit)}
 
     run("video_teacher", stage_video)
+    motion_lora_stage(work, steps, seed, run, unet, vae, tokenizer, text_encoder, limit, progress)
 
     # 3b. Stage 2: video consistency distillation, decoupled initialisation -> the toy AnimateLCM
     def stage_2():
@@ -223,12 +232,13 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     # 4. Styles (image-only LoRAs)
     def stage_styles():
         info = {"recipe": "recipes.train_style", "data": "train split: still images of one style, captioned 'a seven in <style> style'",
-                "styles": list(STYLES), "steps_per_style": steps["styles"], "loss_curve": []}
+                "styles": list(STYLES), "steps_per_style": steps["styles"], "saved_dtype": "float16", "loss_curve": []}
         for style in STYLES:
             state, fit = recipes.train_style(work / "styles" / style, style, unet, vae, tokenizer, text_encoder,
                                              steps["styles"], seed=seed, limit=limit, progress=progress)
             (work / "styles" / "model").mkdir(parents=True, exist_ok=True)
-            zoo.save_unet_lora(work / "styles" / "model", state, weight_name=f"{style}.safetensors")
+            zoo.save_unet_lora(work / "styles" / "model", {k: v.to(torch.float16) for k, v in state.items()},
+                               weight_name=f"{style}.safetensors")  # float16 on disk: the zoo stays under 25 MB
             info[f"final_loss_{style}"] = round(float(sum(fit.losses[-50:]) / len(fit.losses[-50:])), 4)
         return info
 
@@ -251,23 +261,27 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     with quiet_loading():
         zoo.save_base(tmp / "base", vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                       scheduler=configs.sd_scheduler())
-        shutil.copytree(work / "video_teacher" / "model", tmp / "motion-adapter")
-        shutil.copytree(work / "styles" / "model", tmp / "styles")
-        (tmp / "metrics").mkdir()
-        for name in ("digit_classifier.safetensors", "video_encoder.safetensors", "metric_nets.json"):
-            shutil.copy2(work / "metrics" / name, tmp / "metrics" / name)
-        shutil.copytree(work / "stage1" / "model", tmp / IMAGE_LCM)
-        shutil.copytree(work / "stage2" / "model", tmp / "animatelcm")
-        for folder in sorted((work / "adapters" / "model").iterdir()):
-            shutil.copytree(folder, tmp / folder.name)
-    write_svd(tmp, work)
+        for stage, dest in (("video_teacher", "motion-adapter"), ("motion_loras", MOTION_LORAS), ("styles", "styles"),
+                            ("stage1", IMAGE_LCM), ("stage2", "animatelcm")):
+            if stage in stages:
+                shutil.copytree(work / stage / "model", tmp / dest)
+        if "metrics" in stages:
+            (tmp / "metrics").mkdir()
+            for name in ("digit_classifier.safetensors", "video_encoder.safetensors", "metric_nets.json"):
+                shutil.copy2(work / "metrics" / name, tmp / "metrics" / name)
+        if "adapters" in stages:
+            for folder in sorted((work / "adapters" / "model").iterdir()):
+                shutil.copytree(folder, tmp / folder.name)
+    if set(SVD_STAGES) <= set(stages):
+        write_svd(tmp, work)
     manifest = {
         "zoo": "trained",
         "trained": True,
         "seed": seed,
         "built_with": {"torch": torch.__version__, "python": platform.python_version(),
                        "threads": torch.get_num_threads(), "test_mode": config.current().test_mode},
-        "animatelcm": "distilled (stage 2, decoupled initialisation): motion adapter + LCM LoRA",
+        "animatelcm": ("distilled (stage 2, decoupled initialisation): motion adapter + LCM LoRA" if "stage2" in stages
+                       else "not built (only the stages " + ", ".join(s for s in STAGES if s in stages) + ")"),
         "stages": {k: {kk: vv for kk, vv in v.items() if kk != "loss_curve"} for k, v in manifest_stages.items()},
         "total_seconds": round(sum(v["seconds"] for v in manifest_stages.values()), 1),
         "zoo_seconds": round(sum(v["seconds"] for k, v in manifest_stages.items() if k in ZOO_STAGES), 1),
@@ -279,6 +293,37 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         shutil.rmtree(out)
     os.replace(tmp, out)
     return manifest
+
+
+def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, vae, tokenizer, text_encoder,
+                      limit: int | None = None, progress: bool = True) -> None:
+    """Motion LoRAs, one per direction, on the video teacher (``<work>/video_teacher/model``):
+    AnimateDiff's answer to steering the motion, which its text-blind motion modules cannot read
+    from the prompt. ``run(stage, fn)`` trains or reuses the stage, as in :func:`build`."""
+    from diffusers import MotionAdapter
+
+    from ..pipelines import quiet_loading
+
+    def stage_motion_loras():
+        with quiet_loading():
+            adapter = MotionAdapter.from_pretrained(work / "video_teacher" / "model")
+        info = {"recipe": "recipes.train_motion_lora (rank-16 LoRA on the motion modules' attention and feed-forward "
+                          "layers, lr 3e-3, batch 8; the teacher frozen)",
+                "data": "train split: the video teacher's videos that move the LoRA's way (about 600 each)",
+                "directions": list(recipes.DIRECTIONS), "steps_per_direction": steps["motion_loras"],
+                "saved_dtype": "float16", "loss_curve": []}
+        latents, ids = recipes.video_teacher_data(vae, seed, limit or 2400)
+        text = recipes.encode_text(tokenizer, text_encoder, recipes.all_captions())
+        for direction in recipes.DIRECTIONS:
+            state, fit = recipes.train_motion_lora(work / "motion_loras" / direction, direction, unet, adapter, latents,
+                                                   ids, text, steps["motion_loras"], seed=seed, progress=progress)
+            (work / "motion_loras" / "model").mkdir(parents=True, exist_ok=True)
+            zoo.save_unet_lora(work / "motion_loras" / "model", {k: v.to(torch.float16) for k, v in state.items()},
+                               weight_name=f"{direction}.safetensors")
+            info[f"final_loss_{direction}"] = round(float(sum(fit.losses[-50:]) / len(fit.losses[-50:])), 5)
+        return info
+
+    run("motion_loras", stage_motion_loras)
 
 
 def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None, progress: bool = True) -> None:
@@ -355,10 +400,9 @@ def write_svd(zoo_folder: Path, work: Path) -> None:
     shutil.copytree(work / "svd_decoder" / "model", dest / "vae")  # the fine-tuned decoder, same encoder
 
 
-def add_svd(out: Path, work: Path, steps: dict, seed: int = 0, only=None, limit: int | None = None,
-            progress: bool = True) -> dict:
-    """Train the toy SVD stages (reusing finished ones) and add them to the EXISTING zoo at ``out``
-    in place: its svd/ folder, and the manifest's stages, files and loss curves."""
+def _add_to_zoo(out: Path, work: Path, steps: dict, seed: int, only, train, write) -> dict:
+    """Train some stages (``train(run)``, reusing finished ones), ``write(out)`` them into the
+    EXISTING zoo at ``out`` in place, and update its manifest's stages, files and loss curves."""
     only = set(only or ())
     infos = {}
 
@@ -379,12 +423,13 @@ def add_svd(out: Path, work: Path, steps: dict, seed: int = 0, only=None, limit:
         infos[stage] = info
         print(f"[{stage}] done in {info['seconds']:.0f} s", flush=True)
 
-    svd_stages(work, steps, seed, run, limit, progress)
-    write_svd(out, work)
+    train(run)
+    write(out)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["stages"].update({k: {kk: vv for kk, vv in v.items() if kk != "loss_curve"} for k, v in infos.items()})
+    manifest["stages"] = {k: manifest["stages"][k] for k in STAGES if k in manifest["stages"]}  # build order
     manifest["total_seconds"] = round(sum(v["seconds"] for v in manifest["stages"].values()), 1)
-    manifest["files"] = zoo.file_hashes(out)
+    manifest["zoo_seconds"] = round(sum(v["seconds"] for k, v in manifest["stages"].items() if k in ZOO_STAGES), 1)
     curves = json.loads((out / "loss_curves.json").read_text()) if (out / "loss_curves.json").exists() else {}
     curves.update({k: v.get("loss_curve", []) for k, v in infos.items()})
     (out / "loss_curves.json").write_text(json.dumps(curves))
@@ -393,20 +438,61 @@ def add_svd(out: Path, work: Path, steps: dict, seed: int = 0, only=None, limit:
     return manifest
 
 
+def add_svd(out: Path, work: Path, steps: dict, seed: int = 0, only=None, limit: int | None = None,
+            progress: bool = True) -> dict:
+    """Train the toy SVD stages (reusing finished ones) and add them to the EXISTING zoo at ``out``
+    in place: its svd/ folder, and the manifest's stages, files and loss curves."""
+    return _add_to_zoo(out, work, steps, seed, only, lambda run: svd_stages(work, steps, seed, run, limit, progress),
+                       lambda out: write_svd(out, work))
+
+
+def add_motion_loras(out: Path, work: Path, steps: dict, seed: int = 0, only=None, limit: int | None = None,
+                     progress: bool = True) -> dict:
+    """Train the motion LoRAs on the EXISTING zoo's video teacher at ``out`` (``video_teacher``
+    copied from it into ``<work>``) and add them in place, as :func:`add_svd` does."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from ..pipelines import quiet_loading
+
+    if not (work / "video_teacher" / "model").exists():
+        shutil.copytree(out / "motion-adapter", work / "video_teacher" / "model")
+    with quiet_loading():
+        vae = AutoencoderKL.from_pretrained(out / "base" / "vae").eval()
+        unet = UNet2DConditionModel.from_pretrained(out / "base" / "unet").eval()
+    tokenizer, text_encoder = configs.tiny_tokenizer(), configs.tiny_text_encoder(seed)
+
+    def write(out):
+        tmp = out / (MOTION_LORAS + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(work / "motion_loras" / "model", tmp)
+        shutil.rmtree(out / MOTION_LORAS, ignore_errors=True)
+        os.replace(tmp, out / MOTION_LORAS)
+
+    return _add_to_zoo(out, work, steps, seed, only,
+                       lambda run: motion_lora_stage(work, steps, seed, run, unet, vae, tokenizer, text_encoder,
+                                                     limit, progress), write)
+
+
 def evaluate_teacher(out: Path, steps: int, guidance: float, seeds) -> dict:
     """Faithfulness and Frechet distance of the zoo's video teacher (DDIM with CFG), and the
-    real-vs-real floor at the same number of videos; recorded in the manifest."""
+    real-vs-real floor at the same number of videos; recorded in the manifest as
+    ``teacher_check``, and with each prompt's motion LoRA (when the zoo has them) as
+    ``teacher_check_motion_loras``."""
     from .. import metrics, pipelines
 
     os.environ[zoo.ZOO_ENV] = str(out)
     pipe = pipelines.load_t2v("teacher", world="toy")
-    row = metrics.evaluate(pipe, steps=steps, guidance=guidance, scheduler="ddim", seeds=tuple(seeds),
-                           label="video teacher")
-    row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+    rows = {}
+    for key, motion in (("teacher_check", False), ("teacher_check_motion_loras", True)):
+        if motion and not (out / MOTION_LORAS).is_dir():
+            continue
+        row = metrics.evaluate(pipe, steps=steps, guidance=guidance, scheduler="ddim", seeds=tuple(seeds),
+                               label="video teacher" + (" + motion LoRAs" if motion else ""), motion_loras=motion)
+        rows[key] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["teacher_check"] = row
+    manifest.update(rows)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return row
+    return rows
 
 
 def main(argv=None) -> int:
@@ -419,6 +505,10 @@ def main(argv=None) -> int:
     p.add_argument("--test-mode", action="store_true", help="a few steps per stage (a smoke test)")
     p.add_argument("--add-svd", action="store_true",
                    help="train only the toy SVD stages and add them to the existing zoo at --out (the rest untouched)")
+    p.add_argument("--zoo-only", action="store_true",
+                   help="only the teachers and the measuring stick (" + ", ".join(ZOO_STAGES) + "): the timed rebuild")
+    p.add_argument("--add-motion-loras", action="store_true",
+                   help="train only the motion LoRAs on the existing zoo's video teacher at --out and add them")
     args = p.parse_args(argv)
     config.setup(world="toy", test_mode=args.test_mode or None)
     steps = TEST_STEPS if config.current().test_mode else STEPS
@@ -428,16 +518,22 @@ def main(argv=None) -> int:
                            limit=64 if config.current().test_mode else None)
         print(json.dumps({k: manifest["stages"][k] for k in SVD_STAGES}, indent=1))
         return 0
+    if args.add_motion_loras:
+        manifest = add_motion_loras(args.out, work, steps, seed=args.seed, only=args.only,
+                                    limit=64 if config.current().test_mode else None)
+        print(json.dumps(manifest["stages"]["motion_loras"], indent=1))
+        return 0
     try:
         manifest = build(args.out, work, steps, seed=args.seed, only=args.only, fresh=args.fresh,
-                         limit=64 if config.current().test_mode else None)
+                         limit=64 if config.current().test_mode else None,
+                         stages=ZOO_STAGES if args.zoo_only else STAGES)
     except config.UserError as err:
         print(f"error: {err}")
         return 2
     print(f"zoo written to {args.out} in {manifest['total_seconds']:.0f} s of training")
     check = TEST_EVAL if config.current().test_mode else EVAL
-    row = evaluate_teacher(args.out, **check)
-    print("teacher check:", json.dumps(row))
+    for key, row in evaluate_teacher(args.out, **check).items():
+        print(f"{key}:", json.dumps(row))
     return 0
 
 

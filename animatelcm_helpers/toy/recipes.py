@@ -8,7 +8,8 @@ In order (each stage freezes what came before, as the real models were made):
    ("a seven") and single frames of moving digits ("a seven moving left", whose trail shows the
    way); 10% of captions dropped for classifier-free guidance.
 3. ``video_teacher``: AnimateDiff motion modules (a MotionAdapter) on the frozen image teacher,
-   trained on plain Moving Digits videos.
+   trained on plain Moving Digits videos; then ``motion_loras``: one LoRA per direction on those
+   motion modules (AnimateDiff's motion LoRAs), trained on the videos that move that way.
 4. ``style_<name>``: a LoRA on the image teacher per visual style, trained on styled still
    IMAGES only (the stand-in for personalized DreamBooth/LoRA bases).
 
@@ -265,6 +266,42 @@ def prompt_sensitivity(model, latents, text_a, text_b, t: int, seed: int = 0) ->
     ea = video_eps(model, xt, tt, text_a.expand(latents.shape[0], -1, -1))
     eb = video_eps(model, xt, tt, text_b.expand(latents.shape[0], -1, -1))
     return float((ea - eb).norm() / ea.norm())
+
+
+MOTION_LORA_RANK = 16
+# the temporal attention and feed-forward layers of every motion module (their proj_in / proj_out
+# are called with a keyword argument that peft's LoRA layers do not take)
+MOTION_TARGETS = r".*motion_modules.*\.(to_q|to_k|to_v|to_out\.0|ff\.net\.0\.proj|ff\.net\.2)"
+
+
+def train_motion_lora(folder, direction: str, unet, adapter, latents, ids, text, steps: int, batch: int = 8,
+                      lr: float = 3e-3, seed: int = 0, rank: int = MOTION_LORA_RANK, drop: float = 0.1,
+                      targets: str = MOTION_TARGETS, progress: bool = True):
+    """A motion LoRA (AnimateDiff's pan-left / tilt-up kind): a peft LoRA on the motion modules
+    of the video teacher (``unet`` + ``adapter``; all their own weights frozen), trained with the
+    teacher's loss on the videos among ``latents`` (:func:`video_teacher_data`, captions ``ids``
+    into ``text``) that move ``direction``. Loaded next to the motion adapter with
+    ``load_lora_weights``, it biases the motion prior toward that direction, which the motion
+    modules cannot read from the prompt (they have no text cross-attention).
+    Returns the LoRA's state dict (peft names, ``down_blocks.0.motion_modules...``) and the fit."""
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    captions = _caption_index()[0]
+    keep = torch.tensor([captions[i].endswith(f"moving {direction}") for i in ids.tolist()])
+    if not keep.any():
+        raise ValueError(f"no video in the data moves {direction}")
+    model = motion_unet(unet, adapter)
+    model.requires_grad_(False)
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets),
+                      adapter_name=direction)
+    model.set_adapter(direction)
+    loss_fn = captioned_loss_fn(lambda x, t, e: video_eps(model, x, t, e), latents[keep], ids[keep], text,
+                                noise_scheduler(), batch, drop)
+    fit = training.fit(f"toy-motion-lora-{direction}", {"unet": model}, loss_fn, steps, lr, folder, seed=seed,
+                       warmup=20, progress=progress)
+    return get_peft_model_state_dict(model, adapter_name=direction), fit
 
 
 # ------------------------------------------------------------------------------------------

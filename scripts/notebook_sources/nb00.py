@@ -5,7 +5,7 @@ cells = [
 header("00_quickstart.ipynb", "00 · Quickstart: a video in 4 steps with AnimateLCM",
   ["how the course's two worlds work: the **full** world (real Hub models on a GPU) and the **toy** world (\"Moving Digits\": tiny models of the same diffusers classes, on any CPU)",
    "how AnimateLCM is assembled from diffusers parts: a base image model, a motion adapter, the LCM LoRA and the `LCMScheduler`",
-   "what each knob does: steps, seed, guidance, LCM LoRA weight, frames",
+   "what each knob does: steps, seed, guidance, LCM LoRA weight, motion LoRA, frames",
    "how to save a video and do the same from the command line"],
   "Python and a little PyTorch. No GPU needed: the toy world runs on a laptop CPU.",
   "toy world on a CPU: about a minute; full world on a GPU (T4 or better): a few minutes, most of it downloading about 5 GB of weights once."),
@@ -93,6 +93,21 @@ for weight in (0.0, 0.5, 1.0):
     lora_videos[f"LCM LoRA {weight}"] = pipelines.generate(pipe, "a seven moving left", seed=0).frames
 pipe.set_adapters([pipelines.LCM_ADAPTER], [pipe.model_spec.lcm_lora_weight])
 media.show_videos(lora_videos)'''),
+md('''### Motion LoRA
+AnimateDiff's motion modules attend over time but never see the text, so the prompt reaches the motion only through the
+image layers (here: the fading trail a moving digit leaves behind). A **motion LoRA** steers the motion directly: a
+small LoRA on the motion modules' temporal attention, trained on videos that all move one way (AnimateDiff's
+`pan-left`, `tilt-up`, ... in the full world; `left`, `right`, `up`, `down` in the toy world, trained on the video
+teacher). `pipelines.use_motion_lora` loads one next to the LCM LoRA and switches it on; `None` switches it off.
+It is a choice you make, as in a demo's motion menu: the prompt does not pick it for you.'''),
+code('''motion = {"toy": "up", "full": "tilt-up"}[settings.world]
+motion_videos = {}
+for name in (None, motion):
+    pipelines.use_motion_lora(pipe, name)
+    motion_videos[f"motion LoRA: {name}"] = pipelines.generate(pipe, "a three moving up", seed=2).frames
+pipelines.use_motion_lora(pipe, None)
+print(pipe.adapter_weights)
+media.show_videos(motion_videos)'''),
 md('''### Frames
 The motion modules attend over time up to their maximum sequence length (`motion_max_seq_length`); ask for more and you
 get a clear error instead of a broken video.'''),
