@@ -239,7 +239,7 @@ def validate_t2v(values: dict, world: str | None = None) -> dict:
     out = {"world": world, "prompt": prompt.strip(), "negative_prompt": negative.strip()}
     out["model"] = _choice(values, fields["base"])
     out["personal_lora"] = _choice(values, fields["personal_lora"])
-    out["motion_lora"] = _choice(values, fields["motion_lora"]) if "motion_lora" in values else NO_LORA
+    out["motion_lora"] = _choice(values, fields["motion_lora"])
     for name in ("lora_alpha", "lcm_alpha", "steps", "frames", "cfg", "seed", "width", "height"):
         out[name] = _number(values, fields[name])
     for name in ("width", "height"):

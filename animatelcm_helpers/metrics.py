@@ -763,7 +763,8 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     ``scheduler_kwargs`` go to the sampler's config (e.g. ``original_inference_steps``),
     ``call_kwargs`` to the pipeline call (e.g. ``eta=0.3``, TCD's gamma).
     ``motion_loras=True`` samples each prompt with the motion LoRA of its motion word
-    (:func:`pipelines.use_motion_lora`, the prompts grouped by direction), then turns them off."""
+    (:func:`pipelines.use_motion_lora`, the prompts grouped by direction), then unloads the
+    ones it loaded and puts the other adapters' weights back."""
     from . import pipelines
 
     nets = _nets(nets)  # fail before sampling, not after
@@ -794,6 +795,9 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
         groups = {d: [j for j in jobs if moves[j[0]] == d] for d in dict.fromkeys(moves)}
         jobs = [j for group in groups.values() for j in group]
     original = pipe.scheduler
+    if motion_loras:  # to put the pipeline back as it was: its adapters and their weights
+        adapters_before = set(pipe.get_list_adapters().get("unet", []))
+        weights_before = dict(getattr(pipe, "adapter_weights", {}))
     if scheduler is not None:
         pipe.scheduler = pipelines.make_scheduler(scheduler, original.config, **(scheduler_kwargs or {}))
     elif scheduler_kwargs:
@@ -826,7 +830,12 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     finally:
         pipe.scheduler = original
         if motion_loras:
-            pipelines.use_motion_lora(pipe, None)
+            added = [a for a in pipe.get_list_adapters().get("unet", []) if a not in adapters_before]
+            if added:
+                pipe.delete_adapters(added)
+            if weights_before:
+                pipe.set_adapters(list(weights_before), list(weights_before.values()))
+            pipe.adapter_weights = weights_before
     videos = np.concatenate(videos)
     asked = [prompts[i] for i, _ in jobs]
     faith = faithfulness(videos, asked, nets)

@@ -213,13 +213,19 @@ def test_motion_lora_switches_one_direction_on_and_keeps_the_lcm_lora(toy_settin
         pipelines.use_motion_lora(pipelines.load_t2i(world="toy"), "up")
 
 
-def test_motion_loras_sit_on_the_temporal_attention_only(toy_settings):
+def test_motion_loras_sit_on_the_motion_modules_only(toy_settings):
+    import re
+
     from safetensors.torch import load_file
+
+    from animatelcm_helpers.toy import recipes
 
     for name, weights in config.MOTION_LORAS["toy"].items():
         state = load_file(zoo.root() / weights.repo_id / weights.weight_name)
-        assert state and all(".motion_modules." in k and k.startswith("unet.") for k in state), name
-        assert {k.split(".")[-3] for k in state} <= {"to_q", "to_k", "to_v", "0"}  # to_out.0
+        layers = {k.removeprefix("unet.").split(".lora_")[0] for k in state}
+        assert state and all(k.startswith("unet.") for k in state), name
+        assert all(re.fullmatch(recipes.MOTION_TARGETS, layer) for layer in layers), name
+        assert any(layer.endswith("attn1.to_q") for layer in layers) and any(layer.endswith("ff.net.2") for layer in layers)
     full = config.MOTION_LORAS["full"]
     assert set(full) == {"pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out"}
     assert all(w.repo_id.startswith("guoyww/animatediff-motion-lora-") and w.revision for w in full.values())

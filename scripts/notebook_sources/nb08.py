@@ -34,6 +34,9 @@ md('''What they do (notebooks 00 to 04 show each one at work):
 - **personal LoRA** and its **alpha**: a personalized style stacked on the base. In the toy world the styles are LoRAs
   trained on still images only (notebook 03): stylized video without stylized video data, the paper's title claim;
 - **LCM LoRA alpha**: how much of the image consistency model (stage 1) is blended in;
+- **motion LoRA** (an addition to the official controls): a LoRA on the motion modules that steers the motion, which
+  the text cannot reach directly (notebook 00); in the full world AnimateDiff's camera moves, in the toy world the
+  digit's four directions. You pick it: the prompt does not;
 - **steps**: one UNet evaluation each; **CFG** above 1 turns on classifier-free guidance, **two** evaluations a step;
 - **seed**: -1 draws one, and the app prints it so you can make the same video again.
 
