@@ -325,7 +325,7 @@ def svd_pipe(world: str | None = None):
 def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: float = 0.8,
               motion_lora: str = NO_LORA) -> dict:
     """Activate exactly the LCM LoRA at ``lcm_alpha``, the personal LoRA (a toy style) at
-    ``lora_alpha`` and the motion LoRA at 1; other loaded LoRAs are switched off.
+    ``lora_alpha`` and the motion LoRA at 1; other loaded LoRAs are set to 0.
     W = W0 + sum_k alpha_k B_k A_k. Returns {adapter: weight} of the active ones."""
     active = {}
     if pipe.model_spec.lcm_lora is not None:
@@ -335,16 +335,13 @@ def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: 
             pipelines.add_style(pipe, personal_lora, lora_alpha)  # loads the file once
         active[personal_lora] = float(lora_alpha)
     if motion_lora != NO_LORA:
-        name = pipelines.MOTION_PREFIX + motion_lora
-        if name not in pipe.get_list_adapters().get("unet", []):
-            pipelines.load_lora(pipe, pipelines.motion_lora_weights(motion_lora), adapter_name=name)
-        active[name] = 1.0
-    loaded = pipe.get_list_adapters().get("unet", [])
-    if active:
-        pipe.set_adapters(list(active), list(active.values()))
-    elif loaded:  # nothing asked (e.g. the teacher after a motion LoRA): every loaded LoRA at 0
-        pipe.set_adapters(list(loaded), [0.0] * len(loaded))
-    pipe.adapter_weights = dict(active)
+        active[pipelines.load_motion_lora(pipe, motion_lora)] = 1.0
+    # every loaded LoRA gets a weight, 0 for those not asked for (so the teacher after a motion
+    # LoRA is the plain teacher again); pipe.adapter_weights records them all, as use_motion_lora does
+    weights = {a: active.get(a, 0.0) for a in pipe.get_list_adapters().get("unet", [])}
+    if weights:
+        pipe.set_adapters(list(weights), list(weights.values()))
+    pipe.adapter_weights = weights
     return active
 
 

@@ -833,8 +833,11 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
             added = [a for a in pipe.get_list_adapters().get("unet", []) if a not in adapters_before]
             if added:
                 pipe.delete_adapters(added)
-            if weights_before:
-                pipe.set_adapters(list(weights_before), list(weights_before.values()))
+            # the LoRAs that were there get their recorded weights back (0 when none was recorded,
+            # which is how use_motion_lora left them)
+            restore = {a: weights_before.get(a, 0.0) for a in pipe.get_list_adapters().get("unet", [])}
+            if restore:
+                pipe.set_adapters(list(restore), list(restore.values()))
             pipe.adapter_weights = weights_before
     videos = np.concatenate(videos)
     asked = [prompts[i] for i, _ in jobs]

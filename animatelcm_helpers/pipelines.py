@@ -263,6 +263,15 @@ def motion_lora_weights(name: str, world: str | None = None) -> Weights:
     return names[name]
 
 
+def load_motion_lora(pipe, name: str) -> str:
+    """Load the motion LoRA ``name`` into ``pipe`` as adapter ``"motion-<name>"`` unless it is
+    already there; returns the adapter's name. Its weight is left to the caller."""
+    adapter = MOTION_PREFIX + name
+    if adapter not in pipe.get_list_adapters().get("unet", []):
+        load_lora(pipe, motion_lora_weights(name), adapter_name=adapter)
+    return adapter
+
+
 def use_motion_lora(pipe, name: str | None, weight: float = 1.0) -> None:
     """Switch the motion LoRA of a text-to-video pipeline: load ``name`` once (adapter
     ``"motion-<name>"``, a LoRA on the motion modules' attention and feed-forward layers) and
@@ -275,8 +284,7 @@ def use_motion_lora(pipe, name: str | None, weight: float = 1.0) -> None:
     weights = dict(getattr(pipe, "adapter_weights", {}))
     if name is not None:
         weight = check_range("motion LoRA weight", weight, 0.0, 2.0)
-        if MOTION_PREFIX + name not in weights:
-            load_lora(pipe, motion_lora_weights(name), adapter_name=MOTION_PREFIX + name)
+        load_motion_lora(pipe, name)
     for other in [k for k in weights if k.startswith(MOTION_PREFIX)]:
         weights[other] = 0.0
     if name is not None:

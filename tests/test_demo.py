@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from animatelcm_helpers import config, demo, media, pipelines, svd
+from animatelcm_helpers import config, demo, media, metrics, pipelines, svd
 from animatelcm_helpers.config import UserError
 
 TINY = {"seed": 0, "steps": 2, "frames": 4, "width": 16, "height": 16}
@@ -106,7 +106,12 @@ def test_motion_lora_menu_is_use_motion_lora_and_is_switched_off_after(good):
     teacher = pipelines.load_t2v("teacher")  # no LCM LoRA: with nothing asked, no loaded LoRA stays on
     plain_teacher = pipelines.generate(teacher, "a one moving up", steps=2, frames=4, seed=0).frames
     assert demo.set_loras(teacher, 1.0, motion_lora="up") == {"motion-up": 1.0}
-    assert demo.set_loras(teacher, 1.0) == {}
+    assert demo.set_loras(teacher, 1.0) == {} and teacher.adapter_weights == {"motion-up": 0.0}
+    np.testing.assert_array_equal(pipelines.generate(teacher, "a one moving up", steps=2, frames=4, seed=0).frames,
+                                  plain_teacher)
+    metrics.evaluate(teacher, steps=1, guidance=1.0, prompts=["a two moving left", "a one moving up"],
+                     motion_loras=True)  # switches LoRAs on and off; afterwards the teacher is plain again
+    assert teacher.adapter_weights == {"motion-up": 0.0}
     np.testing.assert_array_equal(pipelines.generate(teacher, "a one moving up", steps=2, frames=4, seed=0).frames,
                                   plain_teacher)
     with pytest.raises(UserError, match="motion LoRA"):

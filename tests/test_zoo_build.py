@@ -2,6 +2,7 @@
 is written in the Hub-like layout with a manifest, and the pipelines load it."""
 
 import json
+import shutil
 
 import numpy as np
 
@@ -33,6 +34,13 @@ def test_build_in_test_mode_writes_a_loadable_zoo(tmp_path, monkeypatch):
     assert set(teachers["stages"]) == set(build.ZOO_STAGES) and "not built" in teachers["animatelcm"]
     assert {p.name for p in (tmp_path / "zoo3").iterdir()} == {"base", "motion-adapter", build.MOTION_LORAS, "styles",
                                                                 "metrics", "manifest.json", "loss_curves.json"}
+    # motion LoRAs added to an existing zoo (how the shipped ones were made), trained on its video teacher
+    shutil.rmtree(tmp_path / "zoo3" / build.MOTION_LORAS)
+    added = build.add_motion_loras(tmp_path / "zoo3", tmp_path / "work-add", build.TEST_STEPS, limit=16, progress=False)
+    assert added["stages"]["motion_loras"]["steps"] == build.TEST_STEPS["motion_loras"]
+    assert "rank-16" in added["stages"]["motion_loras"]["recipe"]
+    assert {p.name for p in (tmp_path / "zoo3" / build.MOTION_LORAS).iterdir()} == {
+        "left.safetensors", "right.safetensors", "up.safetensors", "down.safetensors"}
 
     monkeypatch.setenv(zoo.ZOO_ENV, str(out))
     for model in ("teacher", "animatelcm"):  # the distilled AnimateLCM loads like the real one

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
+import inspect
 import json
 import os
 import platform
@@ -176,7 +178,12 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
                 "prompt_sensitivity_left_vs_right": sens, "loss_curve": _curve(fit)}
 
     run("video_teacher", stage_video)
-    motion_lora_stage(work, steps, seed, run, unet, vae, tokenizer, text_encoder, limit, progress)
+
+    @functools.lru_cache(maxsize=None)  # the 2,400 training videos are encoded once for both stages below
+    def video_latents(data_seed, n):
+        return recipes.video_teacher_data(vae, data_seed, n)
+
+    motion_lora_stage(work, steps, seed, run, unet, video_latents, tokenizer, text_encoder, limit, progress)
 
     # 3b. Stage 2: video consistency distillation, decoupled initialisation -> the toy AnimateLCM
     def stage_2():
@@ -185,7 +192,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         with quiet_loading():
             adapter = MotionAdapter.from_pretrained(work / "video_teacher" / "model")
         lora = distill.load_lora_state_dict(work / "stage1" / "model" / IMAGE_LCM_LORA)
-        latents, ids = recipes.video_teacher_data(vae, seed, limit or 2400)
+        latents, ids = video_latents(seed, limit or 2400)
         student, fit = distill.distill_video(work / "stage2" / "decoupled", unet, adapter, latents, ids, text, alphas,
                                              steps["stage2"], init_lora=lora, seed=seed, progress=progress)
         distill.save_student(work / "stage2" / "model", student)
@@ -295,11 +302,12 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     return manifest
 
 
-def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, vae, tokenizer, text_encoder,
+def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, video_latents, tokenizer, text_encoder,
                       limit: int | None = None, progress: bool = True) -> None:
     """Motion LoRAs, one per direction, on the video teacher (``<work>/video_teacher/model``):
     AnimateDiff's answer to steering the motion, which its text-blind motion modules cannot read
-    from the prompt. ``run(stage, fn)`` trains or reuses the stage, as in :func:`build`."""
+    from the prompt. ``run(stage, fn)`` trains or reuses the stage, as in :func:`build`;
+    ``video_latents(seed, n)`` gives :func:`recipes.video_teacher_data`'s latents and ids."""
     from diffusers import MotionAdapter
 
     from ..pipelines import quiet_loading
@@ -307,12 +315,13 @@ def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, vae, tokeni
     def stage_motion_loras():
         with quiet_loading():
             adapter = MotionAdapter.from_pretrained(work / "video_teacher" / "model")
-        info = {"recipe": "recipes.train_motion_lora (rank-16 LoRA on the motion modules' attention and feed-forward "
-                          "layers, lr 3e-3, batch 8; the teacher frozen)",
+        d = {k: v.default for k, v in inspect.signature(recipes.train_motion_lora).parameters.items()}
+        info = {"recipe": f"recipes.train_motion_lora (rank-{d['rank']} LoRA on the motion modules' attention and "
+                          f"feed-forward layers, lr {d['lr']:g}, batch {d['batch']}; the teacher frozen)",
                 "data": "train split: the video teacher's videos that move the LoRA's way (about 600 each)",
                 "directions": list(recipes.DIRECTIONS), "steps_per_direction": steps["motion_loras"],
                 "saved_dtype": "float16", "loss_curve": []}
-        latents, ids = recipes.video_teacher_data(vae, seed, limit or 2400)
+        latents, ids = video_latents(seed, limit or 2400)
         text = recipes.encode_text(tokenizer, text_encoder, recipes.all_captions())
         for direction in recipes.DIRECTIONS:
             state, fit = recipes.train_motion_lora(work / "motion_loras" / direction, direction, unet, adapter, latents,
@@ -469,8 +478,9 @@ def add_motion_loras(out: Path, work: Path, steps: dict, seed: int = 0, only=Non
         os.replace(tmp, out / MOTION_LORAS)
 
     return _add_to_zoo(out, work, steps, seed, only,
-                       lambda run: motion_lora_stage(work, steps, seed, run, unet, vae, tokenizer, text_encoder,
-                                                     limit, progress), write)
+                       lambda run: motion_lora_stage(work, steps, seed, run, unet,
+                                                     lambda s, n: recipes.video_teacher_data(vae, s, n),
+                                                     tokenizer, text_encoder, limit, progress), write)
 
 
 def evaluate_teacher(out: Path, steps: int, guidance: float, seeds) -> dict:
