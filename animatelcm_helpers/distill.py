@@ -49,6 +49,9 @@ ADAPTER = "lcm"
 # Spatial layers the LCM LoRA adapts: attention projections, transformer in/out, resnet convs.
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "conv1", "conv2")
 W_RANGE = {"lora": (5.5, 7.5), "full": (2.0, 12.0)}  # the teacher's CFG 7.5 is w = 6.5
+# The target network's EMA rate mu: theta- <- mu theta- + (1 - mu) theta. 0 = LCM-LoRA's target, the
+# online network itself without gradients; LCD's (and the full student's) target is an EMA copy.
+TARGET_EMA = {"lora": 0.0, "full": 0.95}
 DISTANCES = {"huber": pseudo_huber, "l2": l2}
 
 
@@ -246,24 +249,28 @@ def _check(steps, batch, w_range, distance):
 
 def distill_image(folder, teacher_unet, latents: torch.Tensor, ids: torch.Tensor, text: torch.Tensor,
                   alphas_cumprod: torch.Tensor, steps: int, variant: str = "lora", batch: int = 32,
-                  lr: float | None = None, rank: int = LCM_LORA_RANK, w_range=None, ema: float = 0.95,
+                  lr: float | None = None, rank: int = LCM_LORA_RANK, w_range=None, ema: float | None = None,
                   distance: str = "huber", seed: int = 0, save_every: int = 100, progress: bool = True):
     """Stage 1: distil the image teacher into an image consistency model.
 
     ``latents`` (N, C, h, w) clean image latents, ``ids`` their caption indices into ``text``
     (captions' embeddings; ``text[0]`` is the empty caption, the teacher's unconditional input).
     ``variant="lora"`` returns the teacher UNet (deep-copied) carrying the trained LCM LoRA;
-    ``"full"`` returns the w-conditioned student. Checkpoints in ``folder`` resume exactly.
-    Returns ``(unet, fit)``.
+    ``"full"`` returns the w-conditioned student. ``ema`` is the target's rate mu (default
+    :data:`TARGET_EMA`): the target is an EMA copy, theta- <- mu theta- + (1 - mu) theta, after
+    each step; ``ema=0`` (LCM-LoRA's choice) makes it the online network without gradients.
+    Checkpoints in ``folder`` resume exactly. Returns ``(unet, fit)``.
     """
     if variant not in W_RANGE:
         raise UserError(f"unknown variant {variant!r}; choose 'lora' (LCM-LoRA) or 'full' (LCD with an EMA target)")
     w_range = W_RANGE[variant] if w_range is None else tuple(w_range)
+    ema = TARGET_EMA[variant] if ema is None else ema
+    if not 0 <= ema < 1:
+        raise UserError(f"ema must be in [0, 1): the target's rate mu (0 = the online network itself), got {ema!r}")
     dist = _check(steps, batch, w_range, distance)
     teacher_unet = teacher_unet.eval().requires_grad_(False)
     if variant == "lora":
         unet = add_lcm_lora(copy.deepcopy(teacher_unet), rank)
-        online = target = unet_call(unet)
 
         def teacher(x, t, e):  # the same network with the LoRA switched off
             unet.disable_adapters()
@@ -272,18 +279,20 @@ def distill_image(folder, teacher_unet, latents: torch.Tensor, ids: torch.Tensor
             finally:
                 unet.enable_adapters()
 
-        modules, after = {"unet": unet}, None
         lr = 1e-3 if lr is None else lr
     else:
         unet = w_conditioned_student(teacher_unet)
+        teacher = unet_call(teacher_unet)
+        lr = 2e-4 if lr is None else lr
+    online, modules, after = unet_call(unet, variant == "full"), {"unet": unet}, None
+    target = online
+    if ema > 0:
         ema_net = copy.deepcopy(unet).requires_grad_(False)
-        online, target, teacher = unet_call(unet, True), unet_call(ema_net, True), unet_call(teacher_unet)
-        modules = {"unet": unet, "target": ema_net}
+        target, modules = unet_call(ema_net, variant == "full"), {"unet": unet, "target": ema_net}
 
         def after(step):
             ema_update(ema_net, unet, ema)
 
-        lr = 2e-4 if lr is None else lr
     uncond = text[:1]
     loss_fn = _batch_fn(latents, ids, text, batch, lambda x0, e, g: lcd_loss(
         online, target, teacher, x0, e, uncond, alphas_cumprod, g, w_range, dist, device=_device(unet)))

@@ -77,12 +77,12 @@ def test_lcd_loss_is_zero_for_a_perfect_pair_and_positive_otherwise():
     assert distill.lcd_loss(wrong, oracle, oracle, x0, text, uncond, AC, g, (5.5, 7.5), distill.l2) > 1e-3
 
 
-@pytest.mark.parametrize("variant", ["lora", "full"])
-def test_stage1_resume_is_bit_identical(tmp_path, variant):
+@pytest.mark.parametrize("variant, ema", [("lora", None), ("full", None), ("lora", 0.95)])
+def test_stage1_resume_is_bit_identical(tmp_path, variant, ema):
     """Interrupted at step 2 (Ctrl-C saves a checkpoint) and resumed = uninterrupted, bit for bit."""
     teacher, text = configs.tiny_unet(0), tiny_text()
     lat, ids = image_data()
-    kwargs = dict(steps=4, variant=variant, batch=4, save_every=2, progress=False)
+    kwargs = dict(steps=4, variant=variant, batch=4, save_every=2, progress=False, ema=ema)
     straight, fit = distill.distill_image(tmp_path / "a", teacher, lat, ids, text, AC, **kwargs)
 
     calls = {"n": 0}
@@ -118,6 +118,27 @@ def test_lora_student_starts_as_the_teacher_and_trains_only_the_lora(tmp_path):
     student.disable_adapters()
     with torch.no_grad():
         torch.testing.assert_close(student(x, t, e).sample, teacher(x, t, e).sample)
+
+
+def test_lora_target_is_the_online_network_or_its_ema(tmp_path):
+    """ema=0 (LCM-LoRA, the default): no target copy is kept, the online LoRA is the target; ema=mu:
+    a target copy whose LoRA follows theta- <- mu theta- + (1 - mu) theta (lora_B starts at 0)."""
+    from safetensors.torch import load_file
+
+    teacher, text = configs.tiny_unet(0), tiny_text()
+    lat, ids = image_data()
+    distill.distill_image(tmp_path / "same", teacher, lat, ids, text, AC, steps=1, batch=4, progress=False, save_every=1)
+    assert not (tmp_path / "same" / "checkpoint" / "target.safetensors").exists()
+    mu = 0.9
+    student, _ = distill.distill_image(tmp_path / "ema", teacher, lat, ids, text, AC, steps=1, batch=4, ema=mu,
+                                       progress=False, save_every=1)
+    saved = load_file(tmp_path / "ema" / "checkpoint" / "target.safetensors")
+    online_b = {k: v for k, v in student.state_dict().items() if "lora_B" in k}
+    assert online_b and any(v.abs().sum() > 0 for v in online_b.values())
+    for k, v in online_b.items():
+        torch.testing.assert_close(saved[k], (1 - mu) * v, rtol=1e-5, atol=1e-7)
+    with pytest.raises(UserError, match="ema must be in"):
+        distill.distill_image(tmp_path / "bad", teacher, lat, ids, text, AC, steps=1, batch=4, ema=1.0, progress=False)
 
 
 def test_full_student_starts_as_the_teacher_for_every_w():
