@@ -198,6 +198,8 @@ for SD-scale LCD). Not runnable on a laptop; the toy world exists for that.
 4. Stack two styles at 0.5 each with the LCM LoRA. What comes out?
 5. diffusers' LCM-LoRA training script puts the LoRA on more layers than ours: add `"ff.net.0.proj", "ff.net.2",
    "conv_shortcut", "time_emb_proj"` to `distill.LORA_TARGETS`, train 1000 steps and measure 1, 2 and 4 steps with
-   `metrics.evaluate`. Which measure improves, and which gets worse?'''),
+   `metrics.evaluate`. Which measure improves, and which gets worse?
+6. Give the LoRA an EMA target, as the full student has: `distill.distill_image(..., variant="lora", ema=0.95)`.
+   Measure it at 4 steps beside the teacher's DPM-Solver++ row above.'''),
 ]
 write(cells, Path(__file__).parents[2] / "notebooks" / "03_stage1_image_distillation.ipynb")
