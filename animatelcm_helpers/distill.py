@@ -265,7 +265,7 @@ def distill_image(folder, teacher_unet, latents: torch.Tensor, ids: torch.Tensor
         raise UserError(f"unknown variant {variant!r}; choose 'lora' (LCM-LoRA) or 'full' (LCD with an EMA target)")
     w_range = W_RANGE[variant] if w_range is None else tuple(w_range)
     ema = TARGET_EMA[variant] if ema is None else ema
-    if not 0 <= ema < 1:
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
         raise UserError(f"ema must be in [0, 1): the target's rate mu (0 = the online network itself), got {ema!r}")
     dist = _check(steps, batch, w_range, distance)
     teacher_unet = teacher_unet.eval().requires_grad_(False)

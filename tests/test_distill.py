@@ -139,6 +139,8 @@ def test_lora_target_is_the_online_network_or_its_ema(tmp_path):
         torch.testing.assert_close(saved[k], (1 - mu) * v, rtol=1e-5, atol=1e-7)
     with pytest.raises(UserError, match="ema must be in"):
         distill.distill_image(tmp_path / "bad", teacher, lat, ids, text, AC, steps=1, batch=4, ema=1.0, progress=False)
+    with pytest.raises(UserError, match="ema must be in"):  # not a number: the same message, no TypeError
+        distill.distill_image(tmp_path / "bad", teacher, lat, ids, text, AC, steps=1, batch=4, ema="0.95", progress=False)
 
 
 def test_full_student_starts_as_the_teacher_for_every_w():
