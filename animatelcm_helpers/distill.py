@@ -49,9 +49,11 @@ ADAPTER = "lcm"
 # Spatial layers the LCM LoRA adapts: attention projections, transformer in/out, resnet convs.
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "conv1", "conv2")
 W_RANGE = {"lora": (5.5, 7.5), "full": (2.0, 12.0)}  # the teacher's CFG 7.5 is w = 6.5
-# The target network's EMA rate mu: theta- <- mu theta- + (1 - mu) theta. 0 = LCM-LoRA's target, the
-# online network itself without gradients; LCD's (and the full student's) target is an EMA copy.
-TARGET_EMA = {"lora": 0.0, "full": 0.95}
+# The target network's EMA rate mu: theta- <- mu theta- + (1 - mu) theta. 0 = the LCM-LoRA paper's
+# target, the online network itself without gradients; LCD's target is an EMA copy. Both variants
+# ship with mu = 0.95: on the toy teacher the EMA target lifted the LoRA at 4 steps from 0.976 to
+# 0.993 digit accuracy and at 2 steps from 0.961 to 0.984 (960 images; README, stage 1).
+TARGET_EMA = {"lora": 0.95, "full": 0.95}
 DISTANCES = {"huber": pseudo_huber, "l2": l2}
 
 
@@ -258,7 +260,7 @@ def distill_image(folder, teacher_unet, latents: torch.Tensor, ids: torch.Tensor
     ``variant="lora"`` returns the teacher UNet (deep-copied) carrying the trained LCM LoRA;
     ``"full"`` returns the w-conditioned student. ``ema`` is the target's rate mu (default
     :data:`TARGET_EMA`): the target is an EMA copy, theta- <- mu theta- + (1 - mu) theta, after
-    each step; ``ema=0`` (LCM-LoRA's choice) makes it the online network without gradients.
+    each step; ``ema=0`` (the LCM-LoRA paper's choice) makes it the online network without gradients.
     Checkpoints in ``folder`` resume exactly. Returns ``(unet, fit)``.
     """
     if variant not in W_RANGE:

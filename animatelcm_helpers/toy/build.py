@@ -150,7 +150,8 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
 
     def stage_1():
         latents, ids = recipes.image_teacher_data(vae, seed, limit)
-        info = {"recipe": "distill.distill_image", "data": "the image teacher's training latents (stills + frames)"}
+        info = {"recipe": "distill.distill_image", "data": "the image teacher's training latents (stills + frames)",
+                "target_ema": dict(distill.TARGET_EMA)}
         for variant in ("lora", "full"):
             student, fit = distill.distill_image(work / "stage1" / variant, unet, latents, ids, text, alphas,
                                                  steps["stage1"], variant, seed=seed, progress=progress)
