@@ -8,7 +8,8 @@ seed and batch:
   (a) decoupled      the stage-1 image LCM LoRA in the ONLINE student only; the EMA target starts
                      without it and takes it in through the EMA (the paper's strategy);
   (b) no stage 1     video consistency distillation from scratch (LoRA and motion modules from
-                     zero), given the stage-1 training time on top as extra video steps;
+                     zero), given the stage-1 training time on top as extra video steps (an
+                     image step and a video step are timed side by side at the start);
   (c) LoRA in both   the stage-1 LoRA in the online student AND the target.
 
 Every ``--every`` steps each arm's student is measured at 4 LCM steps without CFG (40 prompts x
@@ -22,6 +23,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+
+def step_seconds(train, n: int = 10, warm: int = 2) -> float:
+    """Seconds per training step of ``train(folder, steps)``: (t(warm + n) - t(warm)) / n, each
+    run in a fresh temporary folder, so the set-up (copies, first calls) cancels out."""
+    import tempfile
+    import time
+
+    times = []
+    for steps in (warm, warm + n):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            train(Path(tmp), steps)
+            times.append(time.perf_counter() - t0)
+    return (times[1] - times[0]) / n
 
 
 def main(argv=None) -> int:
@@ -52,17 +68,24 @@ def main(argv=None) -> int:
     latents, ids = recipes.video_teacher_data(teacher_pipe.vae, 0, 2400)
     lora = distill.load_lora_state_dict(root / "image-lcm" / "lcm_lora.safetensors")
 
-    # Equal compute: arm (b) gets stage 1's measured training time as extra video steps.
-    stage1_seconds = manifest["stages"]["stage1"]["lora_seconds"]
-    video_step_seconds = manifest["stages"]["stage2"]["seconds"] / manifest["stages"]["stage2"]["steps"]
+    # Equal compute: arm (b) gets stage 1's training time as extra video steps. Both step costs are
+    # timed here, side by side in this process (the manifest's wall times depend on what else ran).
+    image_latents, image_ids = recipes.image_teacher_data(teacher_pipe.vae, 0, 256)
+    image_step_seconds = step_seconds(lambda folder, n: distill.distill_image(
+        folder, unet, image_latents, image_ids, text, alphas, n, "lora", progress=False))
+    video_step_seconds = step_seconds(lambda folder, n: distill.distill_video(
+        folder, unet, adapter, latents, ids, text, alphas, n, init_lora=lora, progress=False))
+    stage1_seconds = manifest["stages"]["stage1"]["steps"] * image_step_seconds
     extra = round(stage1_seconds / video_step_seconds)
+    print(f"image step {image_step_seconds:.3f} s, video step {video_step_seconds:.3f} s: stage 1 = {extra} video steps", flush=True)
     arms = {
         "a": ("(a) decoupled: stage-1 LoRA in the online student only", dict(init_lora=lora, lora_in_target=False), args.steps),
         "b": ("(b) no stage 1: video distillation from scratch", dict(init_lora=None), args.steps + extra),
         "c": ("(c) stage-1 LoRA in online and target", dict(init_lora=lora, lora_in_target=True), args.steps),
     }
     out = {"what": "toy video distillation ablation; students measured at 4 LCM steps, no CFG, 40 prompts x 1 seed",
-           "steps": args.steps, "extra_steps_for_b": extra, "stage1_seconds": stage1_seconds,
+           "steps": args.steps, "extra_steps_for_b": extra, "stage1_steps": manifest["stages"]["stage1"]["steps"],
+           "stage1_seconds": round(stage1_seconds, 1), "image_step_seconds": round(image_step_seconds, 3),
            "video_step_seconds": round(video_step_seconds, 3), "arms": {}, "created": results.stamp()}
     try:
         out["arms"] = results.load("ablation")["arms"]  # keep finished arms of an earlier run
