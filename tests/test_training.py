@@ -103,3 +103,26 @@ def test_bad_steps_and_frozen_models(tmp_path):
     model.requires_grad_(False)
     with pytest.raises(UserError, match="nothing to train"):
         training.fit("toy-test", {"net": model}, loss_for(model), 3, 1e-2, tmp_path)
+
+
+def test_ablation_step_timer_cancels_the_set_up(monkeypatch):
+    """scripts/ablation_stage2.py gives arm (b) stage 1's time in video steps from two timed step
+    costs; each is (t(warm + n) - t(warm)) / n, so a run's fixed set-up cost drops out."""
+    import importlib.util
+    import time
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ablation_script", Path(__file__).parents[1] / "scripts" / "ablation_stage2.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    clock = {"t": 0.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["t"])
+    calls = []
+
+    def train(folder, steps):  # 7 s of set-up, then 0.25 s a step
+        assert folder.is_dir() and not any(folder.iterdir())  # a fresh folder each run
+        calls.append(steps)
+        clock["t"] += 7.0 + 0.25 * steps
+
+    assert script.step_seconds(train, n=10, warm=2) == pytest.approx(0.25)
+    assert calls == [2, 12]
