@@ -141,12 +141,16 @@ def styles() -> None:
     rows = []
     image = pipelines.load_t2i(lcm_lora=zoo.root() / "image-lcm" / "lcm_lora.safetensors")
     video = pipelines.load_t2v("animatelcm")
-    teacher = pipelines.load_t2i(scheduler="ddim")  # the reference: the style LoRA on the teacher, no LCM LoRA
+    teacher = pipelines.load_t2i(scheduler="ddim")
+    # (kind, pipeline, steps, CFG, sampler, label): 4 LCM steps without CFG, and the reference, the
+    # style LoRA on the teacher without the LCM LoRA
+    runs = (("image", image, 4, 1.0, "lcm", "image: {} LoRA 0.8 + LCM"),
+            ("video", video, 4, 1.0, "lcm", "video: {} LoRA 0.8 + LCM"),
+            ("image", teacher, 25, STYLE_TEACHER_CFG, "ddim", "image: {} LoRA 0.8 on the teacher"))
     for style in (s for s in STYLES if s != "plain"):
-        for kind, pipe in (("image", image), ("video", video), ("teacher", teacher)):
-            steps, guidance = (25, STYLE_TEACHER_CFG) if kind == "teacher" else (4, 1.0)
+        for kind, pipe, steps, guidance, sampler, label in runs:
             pipelines.add_style(pipe, style, 0.8)
-            if kind != "video":
+            if kind == "image":
                 prompts = [f"a {w} in {style} style" for w in DIGIT_WORDS for _ in range(4)]
             else:
                 prompts = [f"a {w} moving {d} in {style} style" for w in DIGIT_WORDS for d in DIRECTIONS]
@@ -158,8 +162,7 @@ def styles() -> None:
             arr = np.asarray(out.frames) if kind == "video" else np.asarray(out.images)[:, None]
             videos = np.clip(np.round(arr * 255), 0, 255).astype(np.uint8)
             faith = metrics.faithfulness(videos, [p.replace(f" in {style} style", "") for p in prompts])
-            label = f"image: {style} LoRA 0.8 on the teacher" if kind == "teacher" else f"{kind}: {style} LoRA 0.8 + LCM"
-            row = {"label": label, "scheduler": "ddim" if kind == "teacher" else "lcm", "steps": steps, "guidance": guidance,
+            row = {"label": label.format(style), "scheduler": sampler, "steps": steps, "guidance": guidance,
                    "videos": len(videos), "style": float(np.mean([r == style for r in metrics.read_styles(videos[:, 0])])),
                    "digit": faith["digit"], "direction": faith["direction"] if kind == "video" else None}
             rows.append(row)
