@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=150, help="video distillation steps of arms (a) and (c)")
     p.add_argument("--every", type=int, default=50, help="measure the students every this many steps")
     p.add_argument("--work", type=Path, default=Path("/tmp/ablation"))
-    p.add_argument("--arms", nargs="+", default=["a", "b", "c"])
+    p.add_argument("--arms", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     args = p.parse_args(argv)
 
     from diffusers import MotionAdapter
