@@ -10,7 +10,7 @@ PORT ?= 8888
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 TEST_ENV := ANIMATELCM_WORLD=toy ANIMATELCM_TEST_MODE=1 HF_HUB_OFFLINE=1 ANIMATELCM_CACHE=$(CURDIR)/.cache/animatelcm_helpers MPLBACKEND=Agg
 
-.PHONY: setup lab test test-browser unit notebooks benchmark-notebooks execute-notebooks tables constraints clean
+.PHONY: setup lab test test-browser test-min-deps unit notebooks benchmark-notebooks execute-notebooks tables constraints clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,23 @@ test-browser: $(STAMP)
 unit: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests -q
 
+# The lower bounds in pyproject.toml, installed and tested: a second venv, .venv-min, with exactly
+# requirements/min.txt (every dependency at its `>=` bound, tests/test_min_deps.py keeps the two files in step;
+# the dev tools at their current versions), then the unit tests there, with a cache of their own so nothing built
+# by the newer versions in .venv is reused. First use downloads torch 2.6.0's CUDA build (about 3 GB) from PyPI.
+# CI runs it after `make test`.
+MIN_VENV ?= .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed
+$(MIN_STAMP): pyproject.toml requirements/min.txt
+	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements/min.txt -e '.[dev]'
+	$(MIN_VENV)/bin/python -m pip check
+	touch $(MIN_STAMP)
+
+test-min-deps: $(MIN_STAMP)
+	$(TEST_ENV) ANIMATELCM_CACHE=$(CURDIR)/.cache/animatelcm_helpers_min ANIMATELCM_MIN_DEPS=1 \
+		$(MIN_VENV)/bin/python -m pytest tests -q
+
 notebooks: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax notebooks -q
 
@@ -45,9 +62,15 @@ notebooks: $(STAMP)
 benchmark-notebooks: $(STAMP)
 	$(TEST_ENV) $(BIN)/python scripts/benchmark_notebooks.py notebooks/*.ipynb
 
-# Re-execute the notebooks in place in the toy world (normal mode), as they are committed.
+# The notebooks are jupytext pairs: edit notebooks/NN_name.py, run this, commit both files. It syncs each pair
+# (jupytext --sync: the more recently modified file's cells), then re-executes the notebooks in place in the toy
+# world (normal mode), as they are committed.
 execute-notebooks: $(STAMP)
 	ANIMATELCM_WORLD=toy HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python scripts/execute_notebooks.py notebooks/*.ipynb
+
+# Only sync the pairs (outputs stay in the .ipynb; nothing runs). tests/test_notebook_pairs.py checks they agree.
+sync-notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.ipynb
 
 # Re-measure the result tables that ship in animatelcm_helpers/results (about an hour and a half on 2 cores).
 tables: $(STAMP)
@@ -58,4 +81,4 @@ constraints: $(STAMP)
 	$(BIN)/python scripts/write_constraints.py
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(MIN_VENV) .cache

@@ -2,6 +2,7 @@
 
     python -m animatelcm_helpers generate --prompt "a seven moving left" --steps 4 --out seven.gif
     python -m animatelcm_helpers models
+    python -m animatelcm_helpers download t2v svd     # a workshop's offline cache (or --all, or --list)
 
 Mistakes in the arguments print one line (``error: ...``) and exit with status 2.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import config
+from . import config, hub, media, pipelines
 from .config import UserError
+from .toy import zoo
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +43,33 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="video.gif", help="output file: .npy (uint8 F x H x W x 3), .gif or .mp4")
     m = sub.add_parser("models", help="list the models of each world")
     m.add_argument("--world", choices=config.WORLDS, help="only this world")
+    d = sub.add_parser("download", help="fetch the full world's files once, so that it runs offline afterwards",
+                       description="Fetch exactly the files the course reads (animatelcm_helpers/hub_files.json) into "
+                                   "the Hugging Face cache (HF_HOME); afterwards the full world runs with HF_HUB_OFFLINE=1.")
+    d.add_argument("names", nargs="*", help="bundles (" + ", ".join(hub.manifest()["bundles"]) + ") or parts "
+                   "(see --list); default with --all: everything")
+    d.add_argument("--all", action="store_true", help="every part in config.HUB")
+    d.add_argument("--list", action="store_true", help="list the bundles and parts with their sizes, download nothing")
     return p
+
+
+def cmd_download(args) -> int:
+    if args.list:
+        for name, keys in hub.manifest()["bundles"].items():
+            files = [f for k in keys for f in hub.files_for(k)]
+            print(f"{name:<13} {hub.size_of(files):>9,.0f} MB  {', '.join(keys)}")
+        for key in config.HUB:
+            files = hub.files_for(key)
+            print(f"  {key:<26} {hub.size_of(files):>9,.0f} MB  {config.HUB[key].describe()}")
+        return 0
+    names = (["all"] if args.all else []) + list(args.names)
+    if not names:
+        raise UserError("name what to download: a bundle (" + ", ".join(hub.manifest()["bundles"]) + "), a part, "
+                        "or --all (`download --list` shows them with their sizes)")
+    got = hub.download(names)
+    print(f"total: {len(got)} files, {hub.size_of([f for f, _ in got]):,.0f} MB, in the Hugging Face cache; "
+          "the full world now runs offline (HF_HUB_OFFLINE=1)")
+    return 0
 
 
 def cmd_models(args) -> int:
@@ -54,24 +83,17 @@ def cmd_models(args) -> int:
                 f"{spec.frames} frames at {spec.width}x{spec.height}"
             )
     if "toy" in worlds:
-        from .toy import zoo
-
         print(f"toy zoo: {zoo.status()}")
     return 0
 
 
 def cmd_generate(args) -> int:
-    from . import media, pipelines
-    from pathlib import Path
-
     suffix = Path(args.out).suffix.lower()
     if suffix not in media.FORMATS:
         raise UserError(f"--out {args.out!r}: use a file name ending in {', '.join(media.FORMATS)}")
     config.setup(world=args.world)
     world = config.current().world
     if world == "toy":
-        from .toy import zoo
-
         if not zoo.is_trained():
             print("note: the toy zoo is not trained yet; random-initialised stand-in weights make this video",
                   file=sys.stderr)
@@ -96,7 +118,7 @@ def cmd_generate(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"generate": cmd_generate, "models": cmd_models}[args.command](args)
+        return {"generate": cmd_generate, "models": cmd_models, "download": cmd_download}[args.command](args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -16,11 +16,15 @@ that every notebook runs in CI in a couple of minutes; it never changes how a mo
 from __future__ import annotations
 
 import os
-import sys
 import socket
+import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from huggingface_hub import constants as hf_constants
 
 WORLDS = ("toy", "full")
 WORLD_ENV = "ANIMATELCM_WORLD"
@@ -43,7 +47,11 @@ class UserError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Hub ids: the ONLY place the course names a model on the Hub. A moved or deleted model is a
 # one-line fix here. ``revision`` is a branch, tag or commit; pin a commit hash for a result you
-# must reproduce exactly (these were written offline, so they say "main").
+# must reproduce exactly. These say "main": they were written without Hub access, and a wrong
+# pinned hash would break that model for every user; the commits seen on the Hub's pages are in
+# ``hub_files.json`` ("seen_commit") for the first session with Hub access to check and pin.
+# The files each entry reads (and their sizes) are listed in ``hub_files.json``, which
+# ``python -m animatelcm_helpers download`` and the tests' fake Hub both read.
 # --------------------------------------------------------------------------------------------
 
 
@@ -51,7 +59,9 @@ class UserError(ValueError):
 class Weights:
     """Where a component's weights live: a Hub repository (full world) or a folder (toy world).
 
-    ``repo_id`` is ``owner/name`` on the Hub, or a path relative to the toy zoo's root.
+    ``repo_id`` is ``owner/name`` on the Hub, or a path relative to the toy zoo's root (or an
+    absolute folder). ``weight_name`` names a single file (a LoRA, a UNet state dict);
+    ``variant`` picks diffusers' ``<name>.<variant>.safetensors`` files ("fp16": half the download).
     """
 
     repo_id: str
@@ -59,6 +69,7 @@ class Weights:
     subfolder: str | None = None
     weight_name: str | None = None
     local: bool = False
+    variant: str | None = None
 
     def describe(self) -> str:
         if self.local:
@@ -68,36 +79,40 @@ class Weights:
         return f"{where}@{self.revision}{name}"
 
 
+# AnimateDiff's motion-LoRA repositories hold one file; naming it lets diffusers load it from the cache
+# (offline, diffusers cannot guess a LoRA's file name: "you must specify a weight_name").
+MOTION_LORA_FILE = "diffusion_pytorch_model.safetensors"
+
 HUB: dict[str, Weights] = {
     # Stable Diffusion 1.5 bases (the personalized "DreamBooth" bases of the demo).
     "epicrealism": Weights("emilianJR/epiCRealism"),
     "sd15": Weights("stable-diffusion-v1-5/stable-diffusion-v1-5"),
     # AnimateLCM (the paper's models): motion adapter + its spatial LCM LoRA, at the repo's root.
-    "animatelcm_motion_adapter": Weights("wangfuyun/AnimateLCM"),
+    "animatelcm_motion_adapter": Weights("wangfuyun/AnimateLCM", variant="fp16"),
     "animatelcm_lcm_lora": Weights(
         "wangfuyun/AnimateLCM", weight_name="AnimateLCM_sd15_t2v_lora.safetensors"
     ),
     # The teacher's motion module (AnimateDiff v1.5.2).
     "animatediff_motion_adapter": Weights("guoyww/animatediff-motion-adapter-v1-5-2"),
     # Image-to-video models.
-    "svd_xt": Weights("stabilityai/stable-video-diffusion-img2vid-xt"),
+    "svd_xt": Weights("stabilityai/stable-video-diffusion-img2vid-xt", variant="fp16"),
     "animatelcm_svd_xt": Weights(
         "wangfuyun/AnimateLCM-SVD-xt", weight_name="AnimateLCM-SVD-xt-1.1.safetensors"
     ),
     # SD1.5 ControlNets (v1.1).
-    "controlnet_canny": Weights("lllyasviel/control_v11p_sd15_canny"),
-    "controlnet_openpose": Weights("lllyasviel/control_v11p_sd15_openpose"),
-    "controlnet_depth": Weights("lllyasviel/control_v11f1p_sd15_depth"),
-    "controlnet_lineart": Weights("lllyasviel/control_v11p_sd15_lineart"),
+    "controlnet_canny": Weights("lllyasviel/control_v11p_sd15_canny", variant="fp16"),
+    "controlnet_openpose": Weights("lllyasviel/control_v11p_sd15_openpose", variant="fp16"),
+    "controlnet_depth": Weights("lllyasviel/control_v11f1p_sd15_depth", variant="fp16"),
+    "controlnet_lineart": Weights("lllyasviel/control_v11p_sd15_lineart", variant="fp16"),
     # controlnet-aux's detector weights (OpenPose, MiDaS depth, HED); Canny/line art/shuffle need none.
     "annotators": Weights("lllyasviel/Annotators"),
     # AnimateDiff's motion LoRAs (camera moves, on the v1.5.2 motion modules; AnimateLCM takes them too).
-    "motion_lora_pan_left": Weights("guoyww/animatediff-motion-lora-pan-left"),
-    "motion_lora_pan_right": Weights("guoyww/animatediff-motion-lora-pan-right"),
-    "motion_lora_tilt_up": Weights("guoyww/animatediff-motion-lora-tilt-up"),
-    "motion_lora_tilt_down": Weights("guoyww/animatediff-motion-lora-tilt-down"),
-    "motion_lora_zoom_in": Weights("guoyww/animatediff-motion-lora-zoom-in"),
-    "motion_lora_zoom_out": Weights("guoyww/animatediff-motion-lora-zoom-out"),
+    "motion_lora_pan_left": Weights("guoyww/animatediff-motion-lora-pan-left", weight_name=MOTION_LORA_FILE),
+    "motion_lora_pan_right": Weights("guoyww/animatediff-motion-lora-pan-right", weight_name=MOTION_LORA_FILE),
+    "motion_lora_tilt_up": Weights("guoyww/animatediff-motion-lora-tilt-up", weight_name=MOTION_LORA_FILE),
+    "motion_lora_tilt_down": Weights("guoyww/animatediff-motion-lora-tilt-down", weight_name=MOTION_LORA_FILE),
+    "motion_lora_zoom_in": Weights("guoyww/animatediff-motion-lora-zoom-in", weight_name=MOTION_LORA_FILE),
+    "motion_lora_zoom_out": Weights("guoyww/animatediff-motion-lora-zoom-out", weight_name=MOTION_LORA_FILE),
 }
 
 
@@ -117,7 +132,9 @@ class ModelSpec:
 
     ``scheduler`` is ``"lcm"`` (consistency sampling, no CFG needed) or ``"ddim"`` (the teacher);
     ``scheduler_kwargs`` override the base model's noise-schedule config (AnimateDiff's motion
-    modules were trained with ``beta_schedule="linear"``, so the full world samples with it).
+    modules were trained with ``beta_schedule="linear"``, so the full world samples with it);
+    with ``scheduler_from_base=False`` they are the whole config (the sampler's defaults plus
+    them), as the official AnimateLCM inference builds its ``LCMScheduler``.
     """
 
     name: str
@@ -133,13 +150,26 @@ class ModelSpec:
     height: int
     width: int
     scheduler_kwargs: tuple[tuple[str, object], ...] = ()
+    scheduler_from_base: bool = True
 
 
-# diffusers' AnimateDiff recipe for DDIM on the full world's teacher.
+# diffusers' AnimateDiff recipe for DDIM on the full world's teacher (the motion modules' linear betas).
 ANIMATEDIFF_SCHEDULE = (
+    ("beta_start", 0.00085),
+    ("beta_end", 0.012),
     ("beta_schedule", "linear"),
     ("clip_sample", False),
     ("timestep_spacing", "linspace"),
+    ("steps_offset", 1),
+)
+# The official AnimateLCM text-to-video sampler, G-U-N/AnimateLCM animatelcm_sd15/configs/inference-t2v.yaml
+# (noise_scheduler_kwargs; app.py builds LCMScheduler(**these), every other field at its default). Its
+# skipping grid has 100 points (k = 10), not diffusers' default 50: 4 steps are [999, 749, 499, 249].
+ANIMATELCM_T2V_SCHEDULE = (
+    ("beta_start", 0.00085),
+    ("beta_end", 0.012),
+    ("beta_schedule", "linear"),
+    ("original_inference_steps", 100),
     ("steps_offset", 1),
 )
 
@@ -160,7 +190,8 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
             frames=16,
             height=512,
             width=512,
-            scheduler_kwargs=(("beta_schedule", "linear"),),  # the official AnimateLCM recipe
+            scheduler_kwargs=ANIMATELCM_T2V_SCHEDULE,  # the official AnimateLCM sampler
+            scheduler_from_base=False,
         ),
         "teacher": ModelSpec(
             "teacher",
@@ -221,6 +252,29 @@ MOTION_LORAS: dict[str, dict[str, Weights]] = {
 }
 
 
+# The official AnimateLCM-SVD-xt app's settings (G-U-N/AnimateLCM animatelcm_svd/app.py, ``sample``): 4 steps,
+# the guidance ramp 1.0 -> 1.2 over the frames (so CFG runs: 2 UNet evaluations a step), motion bucket 80,
+# 4 frames decoded at a time, noise augmentation 0.02 (the pipeline's default), the input image resized and
+# centre-cropped to 1024 x 576 (``resize_image``). The app passes no ``fps`` to the pipeline: diffusers'
+# default 7, so the UNet is conditioned on fps - 1 = 6 (its fps slider, 8, only sets the saved video's rate).
+SVD_DEMO = {
+    "steps": 4,
+    "min_guidance": 1.0,
+    "max_guidance": 1.2,
+    "motion_bucket_id": 80,
+    "decode_chunk_size": 4,
+    "noise_aug_strength": 0.02,
+    "video_fps": 8,  # the saved video's frame rate (export_to_video in the app)
+}
+# The fps the UNet is conditioned on (it sees fps - 1): the full world as the official app (diffusers'
+# default 7); the toy SVD was trained with 8 (every toy video moves at one rate, so it is a constant there).
+SVD_FPS = {"full": 7, "toy": 8}
+SVD_SIZES = {  # (frames, height, width) a world samples by default
+    "full": (25, 576, 1024),
+    "toy": (8, 32, 32),
+}
+
+
 def model_spec(name: str, world: str | None = None) -> ModelSpec:
     """The spec of model ``name`` in ``world`` (default: the current world)."""
     world = world or current().world
@@ -247,8 +301,6 @@ class Settings:
 
     @property
     def dtype(self):
-        import torch
-
         return getattr(torch, self.dtype_name)
 
     def __str__(self) -> str:
@@ -267,24 +319,25 @@ def _truthy(value: str | None) -> bool:
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when the Hugging Face Hub answers (and HF_HUB_OFFLINE is not set); asked once."""
+    """True when the Hugging Face Hub answers (and HF_HUB_OFFLINE is not set); asked once per
+    endpoint. The endpoint is huggingface_hub's (``HF_ENDPOINT``: a mirror, or the tests' fake Hub)."""
     if _truthy(os.environ.get("HF_HUB_OFFLINE")):
         return False
-    return _hub_answers(timeout)
+    url = urlparse(hf_constants.ENDPOINT)  # read at call time: a test or a mirror may change it
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return _hub_answers(url.hostname or "huggingface.co", port, timeout)
 
 
-@lru_cache(maxsize=1)
-def _hub_answers(timeout: float) -> bool:
+@lru_cache(maxsize=8)
+def _hub_answers(host: str, port: int, timeout: float) -> bool:
     try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
 
 
 def cuda_available() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -330,7 +383,7 @@ def _brief_user_errors() -> None:
     """In Jupyter/IPython, show a :class:`UserError` as one line (what is wrong, what to do),
     not as a traceback; other exceptions keep their tracebacks."""
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # deferred: optional, present only where IPython or Jupyter runs
     except ImportError:
         return
     shell = get_ipython()

@@ -30,15 +30,21 @@ from __future__ import annotations
 import html
 import io
 import re
+import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import ipywidgets as w
+import mediapy
 import numpy as np
+import PIL.Image
 
-from . import config, media, pipelines
+from . import config, control, loading, media, pipelines, svd, utils
 from .config import UserError
+from .svd import check_image
+from .toy.data import STYLES, MovingDigits, to_uint8
 
 # ------------------------------------------------------------------------------------------
 # 1. Data: the controls, per world
@@ -101,8 +107,6 @@ def personal_loras(world: str) -> dict[str, str]:
     in for personalized DreamBooth/LoRA models); the full world names none in ``config.HUB``."""
     loras = {NO_LORA: NO_LORA}
     if world == "toy":
-        from .toy.data import STYLES
-
         loras.update({s: s for s in STYLES if s != "plain"})
     return loras
 
@@ -137,14 +141,36 @@ def t2v_fields(world: str) -> list[Field]:
     ]
 
 
-def svd_fields(world: str) -> list[Field]:
-    """The SVD-xt tab's controls: the image, the motion bucket, steps and a seed (the demo's defaults)."""
-    from .svd import DEMO
+# The official AnimateLCM-SVD-xt app's sliders (animatelcm_svd/app.py) for the full world; the toy SVD's sizes.
+SVD_LIMITS = {
+    "full": {"width": (576, 2048), "height": (320, 1152), "frames": (1, 25)},
+    "toy": {"width": (16, 64), "height": (16, 64), "frames": (1, 8)},
+}
 
+
+def svd_fields(world: str) -> list[Field]:
+    """The SVD-xt tab's controls, the official app's: the image, the motion bucket (80, 1..255), the
+    saved video's fps (8, 5..30; the UNet itself is conditioned on ``config.SVD_FPS``), the guidance
+    ramp's max and min (1.2 and 1.0), steps (4), frames, width and height (1024 x 576), the frames
+    decoded at a time (4), a seed."""
+    DEMO = config.SVD_DEMO
+    lim = SVD_LIMITS[world]
+    frames, height, width = config.SVD_SIZES[world]
     return [
         Field("image", "image", "image", 0, options=svd_examples()),
-        Field("motion_bucket_id", "motion bucket", "int", DEMO["motion_bucket_id"], 0, 255, hint="more = more motion"),
+        Field("motion_bucket_id", "motion bucket", "int", DEMO["motion_bucket_id"], 1, 255, hint="more = more motion"),
+        Field("video_fps", "frames per second", "int", DEMO["video_fps"], 5, 30,
+              hint=f"of the saved video; the UNet is conditioned on fps {config.SVD_FPS[world]} (the official app's)"),
+        Field("max_guidance", "max guidance", "float", DEMO["max_guidance"], 1.0, 2.0, 0.05,
+              hint="above 1: classifier-free guidance, 2 UNet evaluations a step"),
+        Field("min_guidance", "min guidance", "float", DEMO["min_guidance"], 1.0, 1.5, 0.05,
+              hint="the first frame's guidance; it ramps to the max over the frames"),
         Field("steps", "steps", "int", DEMO["steps"], *SVD_STEPS),
+        Field("frames", "frames", "int", frames, *lim["frames"]),
+        Field("width", "width", "int", width, *lim["width"], hint=f"a multiple of {SIZE_MULTIPLE}"),
+        Field("height", "height", "int", height, *lim["height"], hint=f"a multiple of {SIZE_MULTIPLE}"),
+        Field("decode_chunk_size", "frames decoded at a time", "int", DEMO["decode_chunk_size"], 1, frames,
+              hint="fewer uses less GPU memory"),
         Field("seed", "seed", "int", -1, -1, None, hint="-1 draws a random seed"),
     ]
 
@@ -170,7 +196,6 @@ def i2v_available(world: str) -> bool:
     the full world names none in ``config.HUB``."""
     if world != "toy":
         return False
-    from . import control
 
     return (control.zoo_folder("i2v") / "config.json").is_file()
 
@@ -187,8 +212,6 @@ def example_image(index: int) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _examples() -> tuple:
-    from .toy.data import MovingDigits, to_uint8
-
     data = MovingDigits("test", num_frames=8)
     items = [data[i] for i in range(SVD_EXAMPLES)]
     return tuple((item["caption"], to_uint8(item["pixel_values"])[0]) for item in items)
@@ -209,8 +232,8 @@ def _number(values: dict, f: Field):
     value = values.get(f.name, f.default)
     bounds = f" ({f.hint})" if f.hint else ""
     if f.kind == "int":
-        return pipelines.check_int(f.label, value, int(f.low), None if f.high is None else int(f.high), bounds)
-    return pipelines.check_range(f.label, value, f.low, f.high)
+        return utils.check_int(f.label, value, int(f.low), None if f.high is None else int(f.high), bounds)
+    return utils.check_range(f.label, value, f.low, f.high)
 
 
 def _choice(values: dict, f: Field):
@@ -259,8 +282,17 @@ def validate_svd(values: dict, world: str | None = None) -> dict:
     world = world or config.current().world
     fields = {f.name: f for f in svd_fields(world)}
     out = {"world": world, "image": read_image(values.get("image", 0))}
-    for name in ("motion_bucket_id", "steps", "seed"):
-        out[name] = _number(values, fields[name])
+    for name, f in fields.items():
+        if f.kind in ("int", "float"):
+            out[name] = _number(values, f)
+    if out["min_guidance"] > out["max_guidance"]:
+        raise UserError(f"min guidance {out['min_guidance']} is above max guidance {out['max_guidance']}: "
+                        "the guidance ramps from the min (first frame) up to the max (last frame)")
+    for name in ("width", "height"):
+        if out[name] % SIZE_MULTIPLE:
+            near = min(max(round(out[name] / SIZE_MULTIPLE) * SIZE_MULTIPLE, fields[name].low), fields[name].high)
+            raise UserError(f"{name} {out[name]} is not a multiple of {SIZE_MULTIPLE} (the VAE's downsampling "
+                            f"factor); try {int(near)}")
     return out
 
 
@@ -279,10 +311,6 @@ def validate_i2v(values: dict, world: str | None = None) -> dict:
 
 def read_image(image) -> np.ndarray:
     """An image for SVD as (H, W, 3) uint8: an example's index, uploaded bytes, PIL or an array."""
-    import PIL.Image
-
-    from .svd import check_image
-
     if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
         if not 0 <= image < SVD_EXAMPLES:
             raise UserError(f"there are {SVD_EXAMPLES} example images (0 to {SVD_EXAMPLES - 1}), got {image}")
@@ -313,8 +341,6 @@ def t2v_pipe(model: str, world: str | None = None):
 
 def svd_pipe(world: str | None = None):
     """The AnimateLCM-SVD-xt pipeline of ``world`` (``svd.load_svd``), loaded once."""
-    from . import svd
-
     settings = config.with_world(world) if world else config.current()
     key = ("svd", settings.world, settings.device)
     if key not in _PIPES:
@@ -329,7 +355,7 @@ def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: 
     W = W0 + sum_k alpha_k B_k A_k. Returns {adapter: weight} of the active ones."""
     active = {}
     if pipe.model_spec.lcm_lora is not None:
-        active[pipelines.LCM_ADAPTER] = float(lcm_alpha)
+        active[loading.LCM_ADAPTER] = float(lcm_alpha)
     if personal_lora != NO_LORA:
         if personal_lora not in pipe.get_list_adapters().get("unet", []):
             pipelines.add_style(pipe, personal_lora, lora_alpha)  # loads the file once
@@ -338,10 +364,7 @@ def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: 
         active[pipelines.load_motion_lora(pipe, motion_lora)] = 1.0
     # every loaded LoRA gets a weight, 0 for those not asked for (so the teacher after a motion
     # LoRA is the plain teacher again); pipe.adapter_weights records them all, as use_motion_lora does
-    weights = {a: active.get(a, 0.0) for a in pipe.get_list_adapters().get("unet", [])}
-    if weights:
-        pipe.set_adapters(list(weights), list(weights.values()))
-    pipe.adapter_weights = weights
+    pipelines.apply_adapter_weights(pipe, {a: active.get(a, 0.0) for a in pipe.get_list_adapters().get("unet", [])})
     return active
 
 
@@ -390,21 +413,19 @@ def run_svd(values: dict, progress: Callable[[int, int], None] | None = None) ->
     """Animate the SVD-xt tab's image with AnimateLCM-SVD-xt (``svd.generate_svd``, the official
     demo's guidance ramp 1.0 -> 1.2, so 2 UNet evaluations a step). ``result.note`` says what model
     ran (in the toy world: random-initialised unless the zoo has a trained toy SVD)."""
-    from . import svd
-
     v = values if values.get("_checked") else validate_svd(values, values.get("world"))
     pipe = svd_pipe(v["world"])
     with _StepHook(pipe.unet, v["steps"], progress):
-        result = svd.generate_svd(pipe, v["image"], steps=v["steps"], motion_bucket_id=v["motion_bucket_id"],
+        result = svd.generate_svd(pipe, v["image"], steps=v["steps"], frames=v["frames"], height=v["height"],
+                                  width=v["width"], min_guidance=v["min_guidance"], max_guidance=v["max_guidance"],
+                                  motion_bucket_id=v["motion_bucket_id"], decode_chunk_size=v["decode_chunk_size"],
                                   seed=v["seed"])
-    result.note = pipe.svd_note
+    result.note, result.fps = pipe.svd_note, v["video_fps"]
     return result
 
 
 def i2v_pipe(world: str | None = None):
     """AnimateLCM with the I2V adapter (``control.controlnet_pipeline(control.load_controlnet("i2v"))``), once."""
-    from . import control
-
     settings = config.with_world(world) if world else config.current()
     key = ("i2v", settings.world, settings.device)
     if key not in _PIPES:
@@ -415,8 +436,6 @@ def i2v_pipe(world: str | None = None):
 
 def run_i2v(values: dict, progress: Callable[[int, int], None] | None = None) -> pipelines.Generation:
     """Animate the image with AnimateLCM and the I2V adapter (``control.image_to_video``)."""
-    from . import control
-
     v = values if values.get("_checked") else validate_i2v(values, values.get("world"))
     pipe = i2v_pipe(v["world"])
     with _StepHook(pipe.unet, v["steps"], progress):
@@ -443,8 +462,6 @@ def save_result(result: pipelines.Generation, folder: str | Path, stem: str, suf
 
 def video_html(frames, fps: int = 8, width: int = 256) -> str:
     """An HTML5 ``<video>`` (H.264 MP4 inline, mediapy) of ``frames``, upscaled to about ``width`` px."""
-    import mediapy
-
     arr = media.as_video(frames)
     scale = max(1, width // max(arr.shape[1:3]))
     big = media.upscale(arr, scale)
@@ -488,8 +505,6 @@ def available_tabs(world: str | None = None) -> list[Tab]:
 
 
 def _widget(f: Field):
-    import ipywidgets as w
-
     style = {"description_width": "120px"}
     layout = w.Layout(width="420px")
     tip = f"{f.label}" + (f" ({f.hint})" if f.hint else "")
@@ -535,8 +550,6 @@ def tab_widget(tab: Tab, world: str | None = None, out_dir: str | Path = "output
     status line as text, and whether it is an error) and ``box.run()`` (what Generate does) are there
     for tests and notebooks.
     """
-    import ipywidgets as w
-
     world = world or config.current().world
     fields = tab.fields(world)
     controls = {f.name: _widget(f) for f in fields}
@@ -568,7 +581,7 @@ def tab_widget(tab: Tab, world: str | None = None, out_dir: str | Path = "output
             checked = {**tab.validate(values, world), "_checked": True}
             message("working ...")
             result = tab.run(checked, on_progress)
-            video.value = video_html(result.frames)
+            video.value = video_html(result.frames, fps=getattr(result, "fps", 8))
             note = getattr(result, "note", "")
             message(describe(result) + (f". {note}" if note else ""))
             box.result, box.checked = result, checked
@@ -576,8 +589,6 @@ def tab_widget(tab: Tab, world: str | None = None, out_dir: str | Path = "output
         except UserError as err:
             message(f"{err}", error=True)
         except Exception as err:  # a bug, not a bad value: one line here, the traceback kept in box.traceback
-            import traceback
-
             box.traceback = traceback.format_exc()
             message(f"unexpected {type(err).__name__}: {err} (a bug: please report it; the traceback is in the tab's .traceback)", error=True)
         finally:
@@ -585,7 +596,7 @@ def tab_widget(tab: Tab, world: str | None = None, out_dir: str | Path = "output
 
     def on_save(suffix: str):
         try:
-            path = save_result(box.result, out_dir, tab.stem(box.checked), suffix)
+            path = save_result(box.result, out_dir, tab.stem(box.checked), suffix, fps=getattr(box.result, "fps", 8))
             message(f"{describe(box.result)}. Saved {path}")
         except UserError as err:
             message(f"{err}", error=True)
@@ -600,8 +611,6 @@ def tab_widget(tab: Tab, world: str | None = None, out_dir: str | Path = "output
 def app(world: str | None = None, out_dir: str | Path = "outputs/demo"):
     """The demo: a ``Tab`` widget with one tab per available :data:`TABS` entry. Display it in a
     notebook (``demo.app()`` as a cell's last line). ``app.tabs`` maps titles to the tab boxes."""
-    import ipywidgets as w
-
     world = world or config.current().world
     tabs = {tab.title: tab_widget(tab, world, out_dir) for tab in available_tabs(world)}
     top = w.Tab(children=list(tabs.values()))

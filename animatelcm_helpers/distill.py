@@ -37,10 +37,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
 from . import training
 from .config import UserError
 from .consistency import append_dims, ema_update, l2, pseudo_huber, scalings_lcm
+from .lcm import predicted_x0, renoise, skipping_grid
+from .utils import load_safetensors, quiet_loading, save_unet_lora
 
 SOLVER_STEPS = 50  # the DDIM solver's grid: k = 1000 // 50 = 20
 W_EMBEDDING_DIM = 256  # LCD's guidance embedding (time_cond_proj_dim)
@@ -62,12 +66,6 @@ DISTANCES = {"huber": pseudo_huber, "l2": l2}
 # ------------------------------------------------------------------------------------------
 
 
-def solver_timesteps(solver_steps: int = SOLVER_STEPS, num_train_timesteps: int = 1000) -> torch.Tensor:
-    """The skipping grid t_n = n k - 1, n = 1..N, k = num_train_timesteps // N (19, 39, ..., 999)."""
-    k = num_train_timesteps // solver_steps
-    return torch.arange(1, solver_steps + 1) * k - 1
-
-
 def w_embedding(w: torch.Tensor, dim: int = W_EMBEDDING_DIM) -> torch.Tensor:
     """LCD's guidance-scale embedding (sinusoidal, as for timesteps), of 1000 w:
 
@@ -79,18 +77,6 @@ def w_embedding(w: torch.Tensor, dim: int = W_EMBEDDING_DIM) -> torch.Tensor:
     emb = w[:, None] * freqs[None, :]
     emb = torch.cat([emb.sin(), emb.cos()], dim=1)
     return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
-
-
-def predicted_x0(eps: torch.Tensor, x_t: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
-    """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t); ``abar_t`` one value per sample."""
-    a = append_dims(abar_t, x_t.ndim)
-    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-
-
-def ddim_step(x0: torch.Tensor, eps: torch.Tensor, abar_prev: torch.Tensor) -> torch.Tensor:
-    """The DDIM ODE step to t_prev: x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps."""
-    a = append_dims(abar_prev, x0.ndim)
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps
 
 
 def guided(cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -117,7 +103,7 @@ def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Te
     each process then keeps its share (``training.shard()``). ``device``: where to compute.
     """
     b = x0.shape[0]
-    grid = solver_timesteps(solver_steps, len(alphas_cumprod))
+    grid = torch.from_numpy(skipping_grid(solver_steps, len(alphas_cumprod)))
     k = len(alphas_cumprod) // solver_steps
     t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
     t_prev = (t - k).clamp(min=0)
@@ -136,7 +122,7 @@ def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Te
         eps = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, uncond.expand_as(text)]))
         eps_c, eps_u = eps.chunk(2)
         x0_w = guided(predicted_x0(eps_c, x_t, abar), predicted_x0(eps_u, x_t, abar), w)
-        x_prev = ddim_step(x0_w, guided(eps_c, eps_u, w), alphas_cumprod[t_prev])
+        x_prev = renoise(x0_w, guided(eps_c, eps_u, w), alphas_cumprod[t_prev])  # the DDIM step to t_prev
         goal = consistency_prediction(target(x_prev, t_prev, text, w), x_prev, t_prev, alphas_cumprod)
     return distance(pred.float(), goal.float()).mean()
 
@@ -149,8 +135,6 @@ def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Te
 def lora_config(rank: int = LCM_LORA_RANK, spatial_only: bool = False):
     """peft LoraConfig of the LCM LoRA (alpha = rank, so the LoRA scale is 1). ``spatial_only``
     leaves the motion modules out (on a UNetMotionModel)."""
-    from peft import LoraConfig
-
     if spatial_only:  # a regex: every target layer whose name does not run through a motion module
         names = "|".join(n.replace(".", r"\.") for n in LORA_TARGETS)
         return LoraConfig(r=rank, lora_alpha=rank, target_modules=rf"^(?!.*motion_modules).*\.({names})$")
@@ -169,17 +153,13 @@ def add_lcm_lora(unet, rank: int = LCM_LORA_RANK, spatial_only: bool = False, se
 
 
 def load_lora_state_dict(path) -> dict:
-    """A LoRA file in diffusers' format (``zoo.save_unet_lora``) back to peft names (no ``unet.``)."""
-    from .pipelines import load_safetensors
-
+    """A LoRA file in diffusers' format (``utils.save_unet_lora``) back to peft names (no ``unet.``)."""
     state = load_safetensors(path, "LoRA")
     return {k.removeprefix("unet."): v for k, v in state.items()}
 
 
 def lora_state_dict(unet) -> dict:
-    """The LCM LoRA's weights (peft names), for ``zoo.save_unet_lora`` / diffusers' LoRA format."""
-    from peft import get_peft_model_state_dict
-
+    """The LCM LoRA's weights (peft names), for ``utils.save_unet_lora`` / diffusers' LoRA format."""
     return get_peft_model_state_dict(unet, adapter_name=ADAPTER)
 
 
@@ -187,8 +167,6 @@ def w_conditioned_student(teacher_unet, dim: int = W_EMBEDDING_DIM):
     """LCD's full student: the teacher's UNet config plus ``time_cond_proj_dim`` (the w input),
     with the teacher's weights. The new w projection starts at zero (the LCD script leaves it
     random), so the student starts out as exactly the teacher for every w."""
-    from diffusers import UNet2DConditionModel
-
     student = UNet2DConditionModel.from_config({**teacher_unet.config, "time_cond_proj_dim": dim})
     missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
     if unexpected or any("cond_proj" not in m for m in missing):
@@ -201,7 +179,6 @@ def w_conditioned_student(teacher_unet, dim: int = W_EMBEDDING_DIM):
 def unet_call(unet, with_w: bool = False) -> Callable:
     """``(x, t, text, w) -> eps`` for a UNet2DConditionModel (images) or a UNetMotionModel
     (videos, given as (B, F, C, h, w) latents; the text repeats per frame)."""
-
     def call(x, t, text, w=None):
         if _device(unet) != x.device:  # a frozen teacher or target that fit() did not move
             unet.to(x.device)
@@ -311,11 +288,6 @@ def distill_image(folder, teacher_unet, latents: torch.Tensor, ids: torch.Tensor
 def video_student(unet, adapter, rank: int = LCM_LORA_RANK, lora: dict | None = None, train_lora: bool = True):
     """The inflated student: ``unet`` + a copy of ``adapter``'s motion modules (trainable) + a
     spatial LCM LoRA (zero, or the stage-1 weights ``lora``; trainable if ``train_lora``)."""
-    from diffusers import UNetMotionModel
-    from peft import set_peft_model_state_dict
-
-    from .pipelines import quiet_loading
-
     with quiet_loading():  # from_unet2d's .to() warns about float32 modules it does not have
         model = UNetMotionModel.from_unet2d(copy.deepcopy(unet), copy.deepcopy(adapter))
     add_lcm_lora(model, rank, spatial_only=True)
@@ -345,11 +317,9 @@ def distill_video(folder, unet, teacher_adapter, latents: torch.Tensor, ids: tor
     ``lora_in_target=True`` starts both with it; ``init_lora=None`` distils from scratch.
     ``latents`` (N, F, C, h, w). ``on_save(step, student)`` runs at each checkpoint (e.g. to
     measure the student during training). Returns ``(student, fit)``; the student is a
-    UNetMotionModel whose motion modules (``recipes.extract_adapter``) and LoRA
+    UNetMotionModel whose motion modules (``distill.extract_adapter``) and LoRA
     (:func:`lora_state_dict`) ship.
     """
-    from .toy.recipes import motion_unet
-
     dist = _check(steps, batch, tuple(w_range), distance)
     if latents.ndim != 5:
         raise UserError(f"video latents must be (videos, frames, channels, h, w), got {tuple(latents.shape)}")
@@ -381,13 +351,10 @@ def distill_video(folder, unet, teacher_adapter, latents: torch.Tensor, ids: tor
 def save_student(folder, student) -> Path:
     """Write a stage-2 student as the toy AnimateLCM: the motion adapter (diffusers format) and
     the LCM LoRA (diffusers' LoRA format), side by side, as the official AnimateLCM repository ships them."""
-    from .toy import zoo
-    from .toy.recipes import extract_adapter
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     extract_adapter(student).save_pretrained(folder, safe_serialization=True)
-    zoo.save_unet_lora(folder, lora_state_dict(student))
+    save_unet_lora(folder, lora_state_dict(student))
     return folder
 
 
@@ -407,7 +374,6 @@ def controlled_call(unet, controlnet, scale: float = 1.0) -> Callable:
     ``x`` (B, F, C, h, w) latents, ``t`` (B,), ``text`` (B, tokens, dim), ``cond`` (B, F, 3, H, W)
     conditioning images in [0, 1].
     """
-
     def call(x, t, text, cond):
         for net in (unet, controlnet):
             if _device(net) != x.device:
@@ -440,7 +406,7 @@ def consistency_training_loss(online: Callable, target: Callable, x0: torch.Tens
     stop-gradient copy), c the condition. ``online``/``target``: ``(x, t, text, cond) -> eps``.
     """
     b = x0.shape[0]
-    grid = solver_timesteps(solver_steps, len(alphas_cumprod))
+    grid = torch.from_numpy(skipping_grid(solver_steps, len(alphas_cumprod)))
     k = len(alphas_cumprod) // solver_steps
     t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
     t_prev = (t - k).clamp(min=0)
@@ -550,3 +516,38 @@ def train_adapter(folder, controlnet, model, latents: torch.Tensor, conds: torch
     fit = training.fit(recipe or f"adapter-{objective}", modules, loss_fn, steps, lr, folder, seed=seed,
                        save_every=save_every, progress=progress, after_step=after)
     return controlnet.eval(), fit
+
+
+def motion_unet(unet, adapter):
+    """AnimateDiff's inflation: the image UNet plus motion modules, spatial layers frozen."""
+    with quiet_loading():  # from_unet2d's .to() warns about float32 modules it does not have
+        model = UNetMotionModel.from_unet2d(unet, adapter)
+    model.freeze_unet2d_params()
+    return model
+
+
+def motion_adapter_config(model) -> dict:
+    """The ``MotionAdapter`` config of a ``UNetMotionModel``'s motion modules, read from the model's
+    own config (so a full-size SD1.5 student and a toy one are both sized right)."""
+    c = model.config
+    return {
+        "block_out_channels": tuple(c.block_out_channels),
+        "motion_layers_per_block": c.layers_per_block,
+        "motion_transformer_layers_per_block": c.temporal_transformer_layers_per_block,
+        "motion_mid_block_layers_per_block": c.mid_block_layers,
+        "motion_transformer_layers_per_mid_block": c.temporal_transformer_layers_per_mid_block,
+        "motion_num_attention_heads": c.motion_num_attention_heads,
+        "motion_norm_num_groups": c.norm_num_groups,  # the UNet runs its motion modules' norms with its own
+        "motion_max_seq_length": c.motion_max_seq_length,
+        "use_motion_mid_block": c.use_motion_mid_block,
+    }
+
+
+def extract_adapter(model):
+    """The motion modules of a UNetMotionModel as a MotionAdapter (the same key names), sized
+    from the model (:func:`motion_adapter_config`); LoRA layers on them, if any, are left out."""
+    adapter = MotionAdapter(**motion_adapter_config(model))
+    state = {k: v for k, v in model.state_dict().items() if "motion_modules" in k and "lora_" not in k}
+    state = {k.replace(".base_layer.", "."): v for k, v in state.items()}  # peft-wrapped layers keep their weights here
+    adapter.load_state_dict(state)  # strict: every adapter key must be there
+    return adapter

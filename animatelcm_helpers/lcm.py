@@ -28,10 +28,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 from .config import UserError
-from .media import float_to_uint8
 from .consistency import SIGMA_DATA, TIMESTEP_SCALING, append_dims, as_time, scalings_lcm
+from .media import float_to_uint8
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -324,8 +325,6 @@ def _fresh_noise(like: torch.Tensor, generator) -> torch.Tensor:
     """z ~ N(0, I) drawn as diffusers' schedulers draw it (``randn_tensor``): on the generator's
     device (a CPU generator draws on the CPU, then moves), one draw per sample for a list of
     generators. Same generator state -> the same z as ``LCMScheduler.step``."""
-    from diffusers.utils.torch_utils import randn_tensor
-
     return randn_tensor(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 

@@ -11,7 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import imageio_ffmpeg
+import mediapy
 import numpy as np
+from PIL import Image, ImageSequence
 
 from .config import UserError
 
@@ -22,8 +25,6 @@ _ffmpeg_ready = False
 def use_bundled_ffmpeg() -> str:
     """Point mediapy at imageio-ffmpeg's ffmpeg (once); returns its path."""
     global _ffmpeg_ready
-    import imageio_ffmpeg
-    import mediapy
 
     exe = imageio_ffmpeg.get_ffmpeg_exe()
     if not _ffmpeg_ready:
@@ -74,16 +75,12 @@ def save_video(frames, path: str | Path, fps: int = 8) -> Path:
             with open(tmp, "wb") as f:
                 np.save(f, arr)
         elif suffix == ".gif":
-            from PIL import Image
-
             images = [Image.fromarray(frame) for frame in arr]
             images[0].save(
                 tmp, format="GIF", save_all=True, append_images=images[1:],
                 duration=round(1000 / fps), loop=0,
             )
         else:
-            import mediapy
-
             use_bundled_ffmpeg()
             if arr.shape[1] % 2 or arr.shape[2] % 2:  # H.264 wants even sizes
                 arr = np.pad(arr, ((0, 0), (0, arr.shape[1] % 2), (0, arr.shape[2] % 2), (0, 0)))
@@ -102,13 +99,9 @@ def load_video(path: str | Path) -> np.ndarray:
     if suffix == ".npy":
         return as_video(np.load(path, allow_pickle=False))
     if suffix == ".gif":
-        from PIL import Image, ImageSequence
-
         with Image.open(path) as im:
             return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
     if suffix == ".mp4":
-        import mediapy
-
         use_bundled_ffmpeg()
         return as_video(mediapy.read_video(path))
     raise UserError(f"cannot read {path.name!r}: use .npy, .gif or .mp4")
@@ -116,8 +109,6 @@ def load_video(path: str | Path) -> np.ndarray:
 
 def show_video(frames, title: str | None = None, fps: int = 8, scale: int | None = None) -> None:
     """Play a video inline in a notebook (small videos are upscaled so they can be seen)."""
-    import mediapy
-
     arr = as_video(frames)
     scale = scale or max(1, 128 // max(arr.shape[1:3]))
     use_bundled_ffmpeg()
@@ -126,8 +117,6 @@ def show_video(frames, title: str | None = None, fps: int = 8, scale: int | None
 
 def show_videos(videos: dict, fps: int = 8, scale: int | None = None, columns: int | None = None) -> None:
     """Several labelled videos side by side: ``show_videos({"4 steps": v1, "8 steps": v2})``."""
-    import mediapy
-
     arrays = {k: as_video(v) for k, v in videos.items()}
     biggest = max(max(a.shape[1:3]) for a in arrays.values())
     scale = scale or max(1, 128 // biggest)
@@ -152,8 +141,6 @@ def frame_grid(frames, columns: int | None = None, pad: int = 1) -> np.ndarray:
 
 def show_frames(frames, title: str | None = None, scale: int | None = None) -> None:
     """All frames of a video as one picture, left to right (upscaled when small)."""
-    import mediapy
-
     grid = frame_grid(frames)
     scale = scale or max(1, 128 // max(as_video(frames).shape[1:3]))
     mediapy.show_image(upscale(grid[None], scale)[0], title=title)
@@ -161,8 +148,6 @@ def show_frames(frames, title: str | None = None, scale: int | None = None) -> N
 
 def show_rows(videos: dict, scale: int | None = None) -> None:
     """Several videos as labelled rows of frames: ``show_rows({"step 1": v1, "step 2": v2})``."""
-    import mediapy
-
     grids = {k: frame_grid(v) for k, v in videos.items()}
     scale = scale or max(1, 128 // max(max(as_video(v).shape[1:3]) for v in videos.values()))
     mediapy.show_images([upscale(g[None], scale)[0] for g in grids.values()], titles=list(grids), columns=1)

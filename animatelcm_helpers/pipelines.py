@@ -7,173 +7,46 @@ out exactly like those Hub repositories. So loading the toy world exercises the 
 
 Text-to-video with AnimateLCM, the official recipe (repository ids in ``config.HUB``)::
 
-    adapter = MotionAdapter.from_pretrained(ANIMATELCM_REPO)
-    pipe = AnimateDiffPipeline.from_pretrained(BASE_REPO, motion_adapter=adapter)
-    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config, beta_schedule="linear")
+    adapter = MotionAdapter.from_pretrained(ANIMATELCM_REPO, variant="fp16")
+    base = StableDiffusionPipeline.from_pretrained(BASE_REPO, safety_checker=None, feature_extractor=None)
+    pipe = AnimateDiffPipeline.from_pipe(base, motion_adapter=adapter)
+    pipe.scheduler = LCMScheduler(beta_schedule="linear", beta_end=0.012, original_inference_steps=100, steps_offset=1)
     pipe.load_lora_weights(ANIMATELCM_REPO, weight_name=LCM_LORA_FILE, adapter_name="lcm-lora")
     pipe.set_adapters(["lcm-lora"], [0.8])
+
+(the base goes through ``StableDiffusionPipeline`` without its safety checker, which the video
+pipelines never use: ``loading.load_base``.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
+import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import (
+    AnimateDiffPipeline,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    LCMScheduler,
+    MotionAdapter,
+    TCDScheduler,
+)
 
 from . import config
 from .config import ModelSpec, UserError, Weights
+from .loading import LCM_ADAPTER, from_pretrained, load_base, load_lora, memory_plan, place
 from .media import float_to_uint8
-
-LCM_ADAPTER = "lcm-lora"
-MAX_LCM_STEPS = 50  # LCMScheduler's original_inference_steps: its skipping grid has 50 points
-
-
-class MissingWeightsError(UserError):
-    """Weights that are neither on this machine nor reachable on the Hub."""
-
-
-@contextlib.contextmanager
-def quiet_loading():
-    """Silence diffusers' and transformers' load-time chatter and progress bars (errors still show)."""
-    import warnings
-
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    state = (dlog.get_verbosity(), tlog.get_verbosity(), dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled())
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
-            # peft says so each time a second LoRA (a style next to the LCM LoRA) joins a model
-            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-            yield
-    finally:
-        dlog.set_verbosity(state[0])
-        tlog.set_verbosity(state[1])
-        if state[2]:
-            dlog.enable_progress_bar()
-        if state[3]:
-            tlog.enable_progress_bar()
-
-
-def resolve(weights: Weights) -> tuple[str, dict]:
-    """(path or repo id, keyword arguments for from_pretrained) for a component's weights."""
-    if weights.local:
-        from .toy import zoo
-
-        path = Path(weights.repo_id)
-        path = path if path.is_absolute() else zoo.root() / path
-        if not path.exists():
-            raise MissingWeightsError(
-                f"the toy zoo has no folder {weights.repo_id!r} (looked in {path.parent}); "
-                "rebuild the zoo (see README, 'The toy model zoo') or delete the folder to get a fresh one"
-            )
-        return str(path), {"local_files_only": True}
-    kwargs = {"revision": weights.revision}
-    if not config.hub_reachable():  # use the local cache only: fail fast instead of retrying
-        kwargs["local_files_only"] = True
-    if weights.subfolder:
-        kwargs["subfolder"] = weights.subfolder
-    return weights.repo_id, kwargs
-
-
-def _missing(weights: Weights, what: str) -> MissingWeightsError:
-    offline = " (HF_HUB_OFFLINE is set)" if config._truthy(os.environ.get("HF_HUB_OFFLINE")) else ""
-    return MissingWeightsError(
-        f"the {what} {weights.describe()} is not on this machine and could not be fetched from the "
-        f"Hugging Face Hub{offline}. On a machine with internet, run "
-        f"`hf download {weights.repo_id} --revision {weights.revision}` (it fills the cache at HF_HOME), "
-        "or use the toy world (world='toy', or ANIMATELCM_WORLD=toy), which needs no download."
-    )
-
-
-def from_pretrained(cls, weights: Weights, what: str, **kwargs):
-    """``cls.from_pretrained`` for either world, safetensors only, with a clear error offline."""
-    source, extra = resolve(weights)
-    try:
-        with quiet_loading():
-            return cls.from_pretrained(source, use_safetensors=True, **extra, **kwargs)
-    except UserError:
-        raise
-    except (OSError, ValueError) as err:
-        if weights.local:
-            raise UserError(
-                f"could not load the {what} from the folder {source}: {err}. "
-                "If it is the toy zoo's cache, delete the folder to rebuild it."
-            ) from None
-        if isinstance(err, OSError):
-            raise _missing(weights, what) from None
-        raise UserError(f"could not load the {what} {weights.describe()}: {err}") from None
-
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
-def load_safetensors(path, what: str = "weights") -> dict:
-    """Read a safetensors file, refusing anything else: a pickle (.bin/.pt/.ckpt: loading one can
-    run arbitrary code) or a corrupted/truncated file gets a clear error, never a deep traceback."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UserError(f"{path.name} is a pickle file; this course loads safetensors only (a pickle can run code "
-                        "when loaded). Convert it where you trust it, or use the .safetensors version of the weights")
-    if not path.is_file():
-        raise UserError(f"no such file: {path}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        kind = "a pickle file renamed .safetensors" if head[:1] == b"\x80" or head == b"PK" else "corrupted or truncated"
-        raise UserError(f"{path} is not a readable safetensors file ({kind}: {err}); download or rebuild it") from None
-
-
-def load_lora(pipe, weights: Weights, adapter_name: str = LCM_ADAPTER) -> None:
-    """Load a LoRA (diffusers format, safetensors) into ``pipe`` under ``adapter_name``."""
-    source, extra = resolve(weights)
-    extra.pop("subfolder", None)
-    if weights.local and weights.weight_name:
-        load_safetensors(Path(source) / weights.weight_name, "LoRA")  # refuse pickles and broken files first
-    try:
-        with quiet_loading():
-            pipe.load_lora_weights(
-                source, weight_name=weights.weight_name, adapter_name=adapter_name, **extra
-            )
-    except OSError as err:
-        if weights.local:
-            raise UserError(f"could not load the LoRA {weights.weight_name} from {source}: {err}") from None
-        raise _missing(weights, "LoRA") from None
-    except (RuntimeError, ValueError, KeyError) as err:  # shapes or names of another architecture
-        raise UserError(f"the LoRA {weights.weight_name or weights.repo_id} does not fit this model's UNet "
-                        f"({str(err).splitlines()[0][:200]}); use a LoRA trained for this base model") from None
-    if adapter_name not in pipe.get_list_adapters().get("unet", []):
-        raise UserError(f"the LoRA {weights.weight_name or weights.repo_id} has no layer this model's UNet has: "
-                        "it was made for another architecture; use a LoRA trained for this base model")
-
+from .toy.data import STYLES
+from .utils import check_int, check_range, quiet_loading, seeded
 
 def make_scheduler(kind: str, base_config, **overrides):
     """The sampler by name, built from the base model's noise schedule."""
-    from diffusers import (
-        DDIMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerDiscreteScheduler,
-        LCMScheduler,
-        TCDScheduler,
-    )
-
     classes = {
         "lcm": LCMScheduler,
         "tcd": TCDScheduler,
@@ -186,6 +59,22 @@ def make_scheduler(kind: str, base_config, **overrides):
     return classes[kind].from_config(base_config, **overrides)
 
 
+def spec_scheduler(spec: ModelSpec, base_config, kind: str | None = None):
+    """The model's sampler: ``spec.scheduler`` with ``spec.scheduler_kwargs`` on the base's noise
+    schedule, or on the sampler's own defaults where ``spec.scheduler_from_base`` is False (the
+    official AnimateLCM ``LCMScheduler``); ``kind`` swaps in another sampler on the base's schedule
+    (with the same overrides: the motion modules' linear betas)."""
+    own = kind is None or kind == spec.scheduler
+    start = {} if (own and not spec.scheduler_from_base) else base_config
+    return make_scheduler(kind or spec.scheduler, start, **dict(spec.scheduler_kwargs))
+
+
+def lcm_grid_points(scheduler) -> int | None:
+    """The number of points of an LCM/TCD sampler's skipping grid (``original_inference_steps``):
+    the most steps it can take. None for other samplers."""
+    return getattr(scheduler.config, "original_inference_steps", None) if isinstance(scheduler, (LCMScheduler, TCDScheduler)) else None
+
+
 def load_t2v(
     model: str = "animatelcm",
     world: str | None = None,
@@ -195,32 +84,32 @@ def load_t2v(
 ):
     """Text-to-video: ``AnimateDiffPipeline`` + ``MotionAdapter`` (+ the LCM LoRA at a weight).
 
-    ``model`` names an entry of ``config.MODELS[world]`` ("animatelcm" or "teacher"), or is the
-    folder of a pipeline written by :func:`save_pipeline`.
+    ``model`` names an entry of ``config.MODELS[world]`` ("animatelcm" or "teacher"), or is a
+    folder with an ``animatelcm_spec.json``: a pipeline written by :func:`save_pipeline`, or a
+    model in AnimateLCM's own layout (a motion adapter and an LCM LoRA, as
+    ``scripts/distill_full.py`` saves its student; :func:`save_model_spec`).
     ``lcm_lora_weight`` (0..1, the demo's "LCM LoRA alpha") defaults to the model's.
     Returns the pipeline with ``pipe.model_spec`` set; sample it with :func:`generate`.
     """
-    from diffusers import AnimateDiffPipeline, MotionAdapter
-
     settings = config.with_world(world) if world else config.current()
     device = device or settings.device
     dtype = settings.dtype
     if (Path(model) / SAVED_SPEC).is_file():
-        spec = read_saved_spec(Path(model))
-        pipe = from_pretrained(AnimateDiffPipeline, spec.base, "saved pipeline", dtype=dtype)
-        if scheduler:
-            pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
-        if lcm_lora_weight is not None:
-            raise UserError("this saved pipeline has its LCM LoRA fused in; leave lcm_lora_weight unset")
-        return _ready(pipe, spec, device)
-    spec = config.model_spec(model, settings.world)
+        spec, layout = read_saved_spec(Path(model))
+        if layout == "pipeline":
+            pipe = from_pretrained(AnimateDiffPipeline, spec.base, "saved pipeline", dtype=dtype)
+            if scheduler:
+                pipe.scheduler = spec_scheduler(spec, pipe.scheduler.config, scheduler)
+            if lcm_lora_weight is not None:
+                raise UserError("this saved pipeline has its LCM LoRA fused in; leave lcm_lora_weight unset")
+            return _ready(pipe, spec, device)
+    else:
+        spec = config.model_spec(model, settings.world)
     adapter = from_pretrained(MotionAdapter, spec.motion_adapter, "motion adapter", dtype=dtype)
-    pipe = from_pretrained(
-        AnimateDiffPipeline, spec.base, "base model", motion_adapter=adapter, dtype=dtype
-    )
-    pipe.scheduler = make_scheduler(
-        scheduler or spec.scheduler, pipe.scheduler.config, **dict(spec.scheduler_kwargs)
-    )
+    base = load_base(spec.base, dtype)
+    with quiet_loading():  # from_pipe's .to() warns about float32 modules it does not have
+        pipe = AnimateDiffPipeline.from_pipe(base, motion_adapter=adapter)
+    pipe.scheduler = spec_scheduler(spec, base.scheduler.config, scheduler)
     if spec.lcm_lora is not None:
         weight = spec.lcm_lora_weight if lcm_lora_weight is None else lcm_lora_weight
         check_range("lcm_lora_weight", weight, 0.0, 1.0)
@@ -233,8 +122,6 @@ def load_t2v(
 
 def style_weights(style: str) -> Weights:
     """A personalized style of the toy zoo (an image-only LoRA in ``<zoo>/styles``)."""
-    from .toy.data import STYLES
-
     styles = [s for s in STYLES if s != "plain"]
     if style not in styles:
         raise UserError(f"unknown style {style!r}; choose one of: {', '.join(styles)}")
@@ -289,17 +176,27 @@ def use_motion_lora(pipe, name: str | None, weight: float = 1.0) -> None:
         weights[other] = 0.0
     if name is not None:
         weights[MOTION_PREFIX + name] = float(weight)
-    if weights:
-        pipe.set_adapters(list(weights), list(weights.values()))
-    pipe.adapter_weights = weights
+    apply_adapter_weights(pipe, weights)
 
 
 def set_adapter_weight(pipe, name: str, weight: float) -> None:
     """Set one loaded LoRA's weight, keeping the others' (``pipe.adapter_weights`` holds them)."""
     weights = dict(getattr(pipe, "adapter_weights", {}))
     weights[name] = float(weight)
-    pipe.set_adapters(list(weights), list(weights.values()))
-    pipe.adapter_weights = weights
+    apply_adapter_weights(pipe, weights)
+
+
+def apply_adapter_weights(pipe, weights: dict) -> None:
+    """Give the loaded LoRAs these weights: W x + sum_k alpha_k B_k A_k x. ``pipe.adapter_weights``
+    records them all, zeros included; only the LoRAs with a nonzero weight stay active, so a
+    switched-off LoRA costs nothing (its term would add exactly 0 anyway)."""
+    active = {k: float(w) for k, w in weights.items() if w != 0}
+    if active:
+        pipe.enable_lora()
+        pipe.set_adapters(list(active), list(active.values()))
+    elif weights:
+        pipe.disable_lora()
+    pipe.adapter_weights = {k: float(w) for k, w in weights.items()}
 
 
 def load_t2i(world: str | None = None, unet=None, lcm_lora: str | Path | None = None, lcm_lora_weight: float = 1.0,
@@ -311,13 +208,9 @@ def load_t2i(world: str | None = None, unet=None, lcm_lora: str | Path | None = 
     format (stage 1's ``<zoo>/image-lcm/lcm_lora.safetensors``), loaded at ``lcm_lora_weight``.
     ``pipe.model_spec`` carries the defaults ``steps`` and ``guidance`` (frames = 1).
     """
-    from diffusers import StableDiffusionPipeline
-
     settings = config.with_world(world) if world else config.current()
     base = config.model_spec("teacher", settings.world).base
-    extra = {"unet": unet} if unet is not None else {}
-    pipe = from_pretrained(StableDiffusionPipeline, base, "base model", dtype=settings.dtype,
-                           safety_checker=None, requires_safety_checker=False, **extra)
+    pipe = load_base(base, settings.dtype, **({"unet": unet} if unet is not None else {}))
     pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     if lcm_lora is not None:
         weight = check_range("lcm_lora_weight", lcm_lora_weight, 0.0, 1.0)
@@ -344,10 +237,22 @@ def with_unet(pipe, unet, scheduler: str = "lcm", spec: ModelSpec | None = None)
 
 
 def _ready(pipe, spec: ModelSpec, device: str):
-    pipe.to(device)
+    place(pipe, device, memory_plan("t2v", device))
     pipe.set_progress_bar_config(disable=True)
     pipe.model_spec = spec
     return pipe
+
+
+def derive(pipe, cls, **parts):
+    """A pipeline of class ``cls`` made of ``pipe``'s parts (``parts`` replace or add some: a
+    ControlNet, a UNet): the same model spec, LoRA weights and device placement."""
+    new = cls(**{**pipe.components, **parts})
+    new.set_progress_bar_config(disable=True)
+    new.model_spec = pipe.model_spec
+    new.adapter_weights = dict(getattr(pipe, "adapter_weights", {}))
+    if getattr(pipe, "memory_plan", None) is not None:
+        place(new, pipe.run_device, pipe.memory_plan)
+    return new
 
 
 # ------------------------------------------------------------------------------------------
@@ -355,27 +260,10 @@ def _ready(pipe, spec: ModelSpec, device: str):
 # ------------------------------------------------------------------------------------------
 
 
-def check_int(name: str, value, low: int, high: int | None = None, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise UserError(f"{name} must be a whole number, got {value!r}{hint}")
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise UserError(f"{name} must be {bounds}, got {value}{hint}")
-    return int(value)
-
-
-def check_range(name: str, value, low: float, high: float | None = None) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(value) or value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise UserError(f"{name} must be {bounds}, got {value}")
-    return value
+def decode_chunk_size(pipe) -> int:
+    """Frames the VAE decodes at a time (the pipeline's memory plan; diffusers' 16 without one)."""
+    plan = getattr(pipe, "memory_plan", None)
+    return plan.decode_chunk_size if plan is not None else 16
 
 
 def max_frames(pipe) -> int:
@@ -386,7 +274,6 @@ def max_frames(pipe) -> int:
 @dataclass
 class Generation:
     """A generated video and what it cost."""
-
     frames: np.ndarray  # uint8, (frames, height, width, 3)
     seed: int
     seconds: float
@@ -412,15 +299,6 @@ def count_unet_evaluations(unet, videos: int = 1):
         handle.remove()
 
 
-def seeded(seed) -> tuple[int, torch.Generator]:
-    """``(seed, CPU generator)`` for a user's seed; ``-1`` draws a random seed (returned, so the
-    result can be made again). A CPU generator gives the same noise on any device."""
-    seed = check_int("seed", seed, -1)
-    if seed == -1:
-        seed = secrets.randbelow(2**31)
-    return seed, torch.Generator("cpu").manual_seed(seed)
-
-
 def generate(
     pipe,
     prompt: str,
@@ -441,8 +319,10 @@ def generate(
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty: describe the video, e.g. 'a seven moving left'")
     steps = check_int("steps", spec.steps if steps is None else steps, 1, hint=" (denoising steps)")
-    if spec.scheduler == "lcm" and pipe.scheduler.__class__.__name__ == "LCMScheduler" and steps > MAX_LCM_STEPS:
-        raise UserError(f"steps must be at most {MAX_LCM_STEPS} for the LCM scheduler (its grid has 50 points), got {steps}")
+    points = lcm_grid_points(pipe.scheduler)
+    if points is not None and steps > points:
+        raise UserError(f"steps must be at most {points} for this LCM sampler (its skipping grid has {points} points), "
+                        f"got {steps}")
     guidance = check_range("guidance", spec.guidance if guidance is None else guidance, 0.0)
     frames = check_int(
         "frames", spec.frames if frames is None else frames, 1, max_frames(pipe),
@@ -470,6 +350,7 @@ def generate(
             guidance_scale=guidance,
             generator=generator,
             output_type="np",
+            decode_chunk_size=decode_chunk_size(pipe),
         )
     seconds = time.perf_counter() - start
     video = float_to_uint8(np.asarray(out.frames[0], dtype=np.float32))
@@ -479,15 +360,38 @@ def generate(
 SAVED_SPEC = "animatelcm_spec.json"
 
 
+def _weights_json(weights: Weights | None, folder: Path) -> dict | None:
+    """A Weights as JSON; a local path inside ``folder`` is stored relative to it (the folder can move)."""
+    if weights is None:
+        return None
+    data = asdict(weights)
+    path = Path(weights.repo_id)
+    if weights.local and path.is_absolute() and path.resolve().is_relative_to(folder.resolve()):
+        data["repo_id"] = str(path.resolve().relative_to(folder.resolve()))
+    return data
+
+
+def write_spec(folder: str | Path, spec: ModelSpec, layout: str) -> Path:
+    """Write ``spec`` as ``folder/animatelcm_spec.json`` (atomically), for :func:`load_t2v`.
+    ``layout`` is "pipeline" (a whole pipeline in diffusers' layout, :func:`save_pipeline`) or
+    "parts" (the folder holds the motion adapter and/or the LCM LoRA; the base can be a Hub id)."""
+    folder = Path(folder)
+    data = asdict(spec)
+    for key in ("base", "motion_adapter", "lcm_lora"):
+        data[key] = _weights_json(getattr(spec, key), folder)
+    data["layout"] = layout
+    tmp = folder / (SAVED_SPEC + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(folder / SAVED_SPEC)
+    return folder
+
+
 def save_pipeline(pipe, folder: str | Path) -> Path:
     """Save a loaded text-to-video pipeline in diffusers' layout, its LCM LoRA fused in at the
     weight it was loaded with (W <- W + weight * B A). ``pipe`` keeps working, fused, afterwards.
 
     :func:`load_t2v` takes the folder back (``load_t2v(folder)``) with the same defaults.
     """
-    import json
-    from dataclasses import asdict, replace
-
     folder = Path(folder)
     spec: ModelSpec = pipe.model_spec
     with quiet_loading():
@@ -496,21 +400,35 @@ def save_pipeline(pipe, folder: str | Path) -> Path:
             pipe.unload_lora_weights()
             spec = replace(spec, lcm_lora=None)
         pipe.save_pretrained(folder, safe_serialization=True)
-    saved = replace(spec, base=config.Weights(str(folder.resolve()), revision=None, local=True))
-    (folder / SAVED_SPEC).write_text(json.dumps(asdict(saved), indent=2))
+    write_spec(folder, replace(spec, base=config.Weights(str(folder.resolve()), revision=None, local=True)), "pipeline")
     pipe.model_spec = spec
     return folder
 
 
-def read_saved_spec(folder: Path) -> ModelSpec:
-    import json
+def read_saved_spec(folder: Path) -> tuple[ModelSpec, str]:
+    """The spec in ``folder/animatelcm_spec.json`` and its layout ("pipeline" or "parts"); local
+    paths are made absolute (relative ones are inside the folder)."""
+    try:
+        data = json.loads((folder / SAVED_SPEC).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{folder / SAVED_SPEC} is not readable ({err}); save the model again") from None
+    layout = data.pop("layout", "pipeline")
 
-    data = json.loads((folder / SAVED_SPEC).read_text())
-    data["base"] = config.Weights(str(folder.resolve()), revision=None, local=True)
-    data["motion_adapter"] = config.Weights(**data["motion_adapter"])
-    data["lcm_lora"] = None
-    data["scheduler_kwargs"] = tuple(tuple(kv) for kv in data["scheduler_kwargs"])
-    return ModelSpec(**data)
+    def weights(value):
+        if value is None:
+            return None
+        w = config.Weights(**value)
+        if w.local and not Path(w.repo_id).is_absolute():
+            w = replace(w, repo_id=str((folder / w.repo_id).resolve()))
+        return w
+
+    for key in ("base", "motion_adapter", "lcm_lora"):
+        data[key] = weights(data.get(key))
+    if layout == "pipeline":
+        data["base"] = config.Weights(str(folder.resolve()), revision=None, local=True)
+        data["lcm_lora"] = None
+    data["scheduler_kwargs"] = tuple(tuple(kv) for kv in data.get("scheduler_kwargs", ()))
+    return ModelSpec(**data), layout
 
 
 def describe(pipe) -> str:

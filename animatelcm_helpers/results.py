@@ -13,6 +13,8 @@ import platform
 import time
 from pathlib import Path
 
+import torch
+
 from .config import UserError
 
 FOLDER = Path(__file__).resolve().parent / "results"
@@ -20,8 +22,6 @@ FOLDER = Path(__file__).resolve().parent / "results"
 
 def stamp() -> dict:
     """Where and when a table was measured (times depend on the machine)."""
-    import torch
-
     return {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "torch_threads": torch.get_num_threads()}
 

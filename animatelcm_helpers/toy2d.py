@@ -22,7 +22,9 @@ import math
 from typing import Callable
 
 import torch
+from sklearn.datasets import make_moons
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import consistency as cm
 
@@ -42,8 +44,6 @@ def make_data(n_train: int = 4000, n_test: int = 2000, noise: float = 0.06, seed
     Both splits come from one ``make_moons`` draw (random_state=seed), shuffled; the scaling is
     computed on the training split. Returns two float32 tensors of shapes (n_train, 2), (n_test, 2).
     """
-    from sklearn.datasets import make_moons
-
     points, _ = make_moons(n_samples=n_train + n_test, noise=noise, random_state=seed, shuffle=True)
     points = torch.as_tensor(points, dtype=torch.float32)
     mean = points[:n_train].mean(0)
@@ -139,7 +139,6 @@ def _threads(n: int | None):
 def _progress(iterable, progress: bool, desc: str):
     if not progress:
         return iterable
-    from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, leave=False, mininterval=1.0)
 

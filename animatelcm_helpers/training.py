@@ -30,8 +30,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from .config import UserError
+from .utils import load_safetensors
 
 CHECKPOINT = "checkpoint"
 
@@ -87,8 +91,6 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
 
 def save_checkpoint(folder: Path, recipe: str, step: int, modules: dict, opt, losses: list, extra: dict | None = None) -> Path:
     """Write ``folder/checkpoint`` atomically: modules and optimizer as safetensors, the rest JSON."""
-    from safetensors.torch import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=folder))
     try:
@@ -113,8 +115,6 @@ def save_checkpoint(folder: Path, recipe: str, step: int, modules: dict, opt, lo
 def load_checkpoint(folder: Path, recipe: str, modules: dict, opt) -> tuple[int, list]:
     """Restore modules and optimizer from ``folder/checkpoint``; returns (step, losses).
     (``checkpoint_seconds(folder)`` tells the training time the checkpoint already holds.)"""
-    from .pipelines import load_safetensors
-
     path = folder / CHECKPOINT
     if not path.exists() and (folder / (CHECKPOINT + ".old")).exists():
         path = folder / (CHECKPOINT + ".old")  # a crash between the two renames
@@ -186,9 +186,6 @@ def fit(
     ``after_step(step)`` runs after each optimizer step, before any checkpoint (an EMA update
     goes there, so a checkpoint always holds the online and target weights of the same step).
     """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
     if not isinstance(steps, int) or steps < 1:
         raise UserError(f"steps must be a whole number of at least 1, got {steps!r}")
     folder = Path(folder)

@@ -24,6 +24,8 @@ import json
 import sys
 from pathlib import Path
 
+from animatelcm_helpers import evaluation, utils
+
 
 def step_seconds(train, n: int = 10, warm: int = 2) -> float:
     """Seconds per training step of ``train(folder, steps)``: (t(warm + n) - t(warm)) / n, each
@@ -50,8 +52,8 @@ def main(argv=None) -> int:
 
     from diffusers import MotionAdapter
 
-    from animatelcm_helpers import config, distill, metrics, pipelines, results
-    from animatelcm_helpers.toy import recipes, zoo
+    from animatelcm_helpers import config, distill, pipelines, results
+    from animatelcm_helpers.toy import metrics, recipes, zoo
 
     config.setup(world="toy")
     root = zoo.root()
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
     teacher_pipe = pipelines.load_t2v("teacher")
     from diffusers import UNet2DConditionModel
 
-    with pipelines.quiet_loading():
+    with utils.quiet_loading():
         unet = UNet2DConditionModel.from_pretrained(root / "base" / "unet").eval()
         adapter = MotionAdapter.from_pretrained(root / "motion-adapter")
     tokenizer, text_encoder = teacher_pipe.tokenizer, teacher_pipe.text_encoder
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
             if step % args.every and step != steps:
                 return
             student.eval()
-            row = metrics.evaluate(pipelines.with_unet(teacher_pipe, student, "lcm"), 4, 1.0, seeds=(0,), label=label)
+            row = evaluation.evaluate(pipelines.with_unet(teacher_pipe, student, "lcm"), 4, 1.0, seeds=(0,), label=label)
             student.train()
             # the compute axis: stage 1's training time comes first for (a) and (c)
             spent = step * video_step_seconds + (0 if key == "b" else stage1_seconds)

@@ -4,7 +4,7 @@
     python scripts/benchmark_svd.py --small           # any machine: the toy-size UNet and VAE, float32
     python scripts/benchmark_svd.py --steps 1 2 4 8 --baseline-steps 25 --repeats 3
 
-Rows: the baseline, SVD-xt's Euler sampler (``svd.euler_baseline_scheduler``) at 25 steps with
+Rows: the baseline, SVD-xt's Euler sampler (``svd_scheduler.euler_baseline_scheduler``) at 25 steps with
 classifier-free guidance (2 UNet evaluations a step, guidance ramp 1.0 -> 3.0 over frames), then
 ``AnimateLCMSVDScheduler`` at each of ``--steps`` without CFG (1 evaluation a step); ``--also-cfg``
 adds the same steps with the demo's ramp 1.0 -> 1.2, which SVD's pipeline runs as CFG too.
@@ -30,6 +30,8 @@ import sys
 import time
 
 import torch
+
+from animatelcm_helpers import svd_scheduler
 
 
 def parser() -> argparse.ArgumentParser:
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     height, width = args.height or (32 if small else 576), args.width or (32 if small else 1024)
     try:
         for n in args.steps:
-            svd.step_indices(n)
+            svd_scheduler.step_indices(n)
         if args.baseline_steps < 1 or args.repeats < 1 or args.warmup < 0 or args.decode_chunk < 1:
             raise UserError("--baseline-steps, --repeats and --decode-chunk must be at least 1, --warmup at least 0")
         flops = svd.count_svd_flops(frames, height, width, unet_cfg, vae_cfg)
@@ -157,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     def ramp(lo, hi):
         return svd.guidance_ramp(frames, lo, hi).to(device, dtype).reshape(1, frames, 1, 1, 1)
 
-    rows = [("SVD-xt Euler", svd.euler_baseline_scheduler(), args.baseline_steps, True, ramp(1.0, 3.0))]
-    rows += [("AnimateLCM-SVD-xt", svd.AnimateLCMSVDScheduler(), n, False, None) for n in args.steps]
+    rows = [("SVD-xt Euler", svd_scheduler.euler_baseline_scheduler(), args.baseline_steps, True, ramp(1.0, 3.0))]
+    rows += [("AnimateLCM-SVD-xt", svd_scheduler.AnimateLCMSVDScheduler(), n, False, None) for n in args.steps]
     if args.also_cfg:
-        rows += [("AnimateLCM-SVD-xt, ramp 1->1.2", svd.AnimateLCMSVDScheduler(), n, True, ramp(1.0, 1.2)) for n in args.steps]
+        rows += [("AnimateLCM-SVD-xt, ramp 1->1.2", svd_scheduler.AnimateLCMSVDScheduler(), n, True, ramp(1.0, 1.2)) for n in args.steps]
 
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     params = sum(p.numel() for p in unet.parameters())

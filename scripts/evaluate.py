@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 
+from animatelcm_helpers import evaluation
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -34,8 +36,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from animatelcm_helpers import config, metrics, pipelines
+    from animatelcm_helpers import config, pipelines
     from animatelcm_helpers.config import UserError
+    from animatelcm_helpers.toy import metrics
 
     try:
         config.setup(world="toy")
@@ -48,14 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for scheduler in schedulers:
             for n in steps:
-                row = metrics.evaluate(pipe, n, guidance, scheduler=scheduler, prompts=args.prompts,
+                row = evaluation.evaluate(pipe, n, guidance, scheduler=scheduler, prompts=args.prompts,
                                        seeds=args.seeds, batch=args.batch, label=args.label or args.model, nets=nets)
                 rows.append(row)
                 print(f"done: {row['scheduler']}, steps={n}: {row['seconds']:.3f} s a video", file=sys.stderr, flush=True)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(metrics.format_table(rows))
+    print(evaluation.format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -15,6 +15,8 @@ import argparse
 import numpy as np
 import torch
 
+from animatelcm_helpers import utils
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -26,12 +28,12 @@ def main(argv=None) -> int:
 
     from diffusers import StableDiffusionPipeline
 
-    from animatelcm_helpers import config, metrics, pipelines
-    from animatelcm_helpers.toy import zoo
+    from animatelcm_helpers import config, pipelines
+    from animatelcm_helpers.toy import metrics, zoo
     from animatelcm_helpers.toy.data import DIGIT_WORDS, STYLES
 
     config.setup(world="toy")
-    with pipelines.quiet_loading():
+    with utils.quiet_loading():
         pipe = StableDiffusionPipeline.from_pretrained(zoo.root() / "base", safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = pipelines.make_scheduler("ddim", pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
         digits = [d for d in range(10) for _ in args.seeds]
         for with_lora in (False, True):
             if with_lora:
-                with pipelines.quiet_loading():
+                with utils.quiet_loading():
                     pipe.load_lora_weights(str(zoo.root() / "styles"), weight_name=f"{style}.safetensors", adapter_name=style)
                 pipe.set_adapters([style], [args.weight])
             gens = [torch.Generator().manual_seed(1000 * s + d) for d in range(10) for s in args.seeds]

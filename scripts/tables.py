@@ -10,7 +10,7 @@
     python scripts/tables.py svd         # image-to-video: toy AnimateLCM-SVD-xt vs the toy SVD teacher
     python scripts/tables.py all
 
-Each table goes to ``animatelcm_helpers/results/<name>.json`` (rows of ``metrics.evaluate``) and is
+Each table goes to ``animatelcm_helpers/results/<name>.json`` (rows of ``evaluation.evaluate``) and is
 printed as markdown; the notebooks show these files beside their own live, smaller runs.
 Image rows: the 10 prompts "a zero" .. "a nine" x 96 seeds (960 images), with the digit score and
 the image Frechet distance besides the digit read. Video rows: the 40
@@ -25,6 +25,8 @@ import json
 import sys
 import time
 
+from animatelcm_helpers import evaluation
+
 IMAGE_SEEDS = tuple(range(96))  # 960 images a row: at 320 the 4-step rows differ by 1 to 3 images
 VIDEO_SEEDS = (0, 1)
 STEPS = (1, 2, 4, 8)
@@ -35,20 +37,21 @@ SVD_VIDEOS = 200  # image-to-video inputs: the first frames of test videos 0..19
 
 
 def _save(name: str, rows: list, extra: dict | None = None) -> None:
-    from animatelcm_helpers import metrics, results
+    from animatelcm_helpers import results
+    from animatelcm_helpers.toy import metrics
 
     results.save(name, {"rows": rows, **(extra or {})})
-    print(metrics.format_table(rows), flush=True)
+    print(evaluation.format_table(rows), flush=True)
 
 
 def stage1() -> None:
     import torch
 
-    from animatelcm_helpers import metrics, pipelines, results
-    from animatelcm_helpers.toy import zoo
+    from animatelcm_helpers import pipelines, results
+    from animatelcm_helpers.toy import metrics, zoo
 
     rows = []
-    ev = lambda pipe, n, g, label, **kw: rows.append(metrics.evaluate(  # noqa: E731
+    ev = lambda pipe, n, g, label, **kw: rows.append(evaluation.evaluate(  # noqa: E731
         pipe, n, g, seeds=IMAGE_SEEDS, batch=80, label=label, **kw))
     lora = pipelines.load_t2i(lcm_lora=zoo.root() / "image-lcm" / "lcm_lora.safetensors")
     for n in STEPS:
@@ -67,16 +70,17 @@ def stage1() -> None:
 
 
 def table1() -> None:
-    from animatelcm_helpers import metrics, pipelines, results
+    from animatelcm_helpers import pipelines, results
+    from animatelcm_helpers.toy import metrics
 
     rows = []
     student = pipelines.load_t2v("animatelcm")
     for n in STEPS:
-        rows.append(metrics.evaluate(student, n, 1.0, seeds=VIDEO_SEEDS, label="AnimateLCM (toy)"))
+        rows.append(evaluation.evaluate(student, n, 1.0, seeds=VIDEO_SEEDS, label="AnimateLCM (toy)"))
     teacher = pipelines.load_t2v("teacher")
     for sched, steps in (("ddim", STEPS + (25, 50)), ("dpm++", STEPS)):
         for n in steps:
-            rows.append(metrics.evaluate(teacher, n, TEACHER_CFG, scheduler=sched, seeds=VIDEO_SEEDS, label="teacher"))
+            rows.append(evaluation.evaluate(teacher, n, TEACHER_CFG, scheduler=sched, seeds=VIDEO_SEEDS, label="teacher"))
             print(f"done {sched} {n}", file=sys.stderr, flush=True)
     _save("table1", rows, {"what": "videos, 40 prompts x 2 seeds", "created": results.stamp()})
 
@@ -84,12 +88,13 @@ def table1() -> None:
 def guidance() -> None:
     """The video teacher at 50 DDIM steps across guidance scales: how much CFG the prompt's
     direction needs (the teacher check of the zoo uses 7.5)."""
-    from animatelcm_helpers import metrics, pipelines, results
+    from animatelcm_helpers import pipelines, results
+    from animatelcm_helpers.toy import metrics
 
     rows = []
     teacher = pipelines.load_t2v("teacher")
     for g in GUIDANCE_SCALES:
-        rows.append(metrics.evaluate(teacher, 50, g, scheduler="ddim", seeds=VIDEO_SEEDS, label="teacher"))
+        rows.append(evaluation.evaluate(teacher, 50, g, scheduler="ddim", seeds=VIDEO_SEEDS, label="teacher"))
         print(f"done CFG {g}", file=sys.stderr, flush=True)
     _save("guidance", rows, {"what": "videos, 40 prompts x 2 seeds, DDIM 50 steps", "created": results.stamp()})
 
@@ -98,7 +103,8 @@ def motion() -> None:
     """Motion LoRAs (trained on the video teacher): each prompt's motion word picks its LoRA, on the
     teacher at 50 DDIM steps (CFG 7.5; without them: table1's row) and on the toy AnimateLCM at 1,
     2, 4 and 8 steps (no CFG), there next to the same model without them."""
-    from animatelcm_helpers import metrics, pipelines, results
+    from animatelcm_helpers import pipelines, results
+    from animatelcm_helpers.toy import metrics
 
     rows = []
     for model, label, steps, cfg, sched in (("teacher", "teacher", (50,), TEACHER_CFG, "ddim"),
@@ -106,7 +112,7 @@ def motion() -> None:
         pipe = pipelines.load_t2v(model)
         for n in steps:  # the teacher without them is table1's row (the same videos)
             for with_loras in (False, True) if model == "animatelcm" else (True,):
-                rows.append(metrics.evaluate(pipe, n, cfg, scheduler=sched, seeds=VIDEO_SEEDS, motion_loras=with_loras,
+                rows.append(evaluation.evaluate(pipe, n, cfg, scheduler=sched, seeds=VIDEO_SEEDS, motion_loras=with_loras,
                                              label=label + (" + motion LoRAs" if with_loras else "")))
             print(f"done {model} {n}", file=sys.stderr, flush=True)
     _save("motion", rows, {"what": "videos, 40 prompts x 2 seeds; motion LoRA = the prompt's direction, weight 1",
@@ -114,18 +120,19 @@ def motion() -> None:
 
 
 def samplers() -> None:
-    from animatelcm_helpers import metrics, pipelines, results
+    from animatelcm_helpers import pipelines, results
+    from animatelcm_helpers.toy import metrics
 
     rows = []
     student = pipelines.load_t2v("animatelcm")
     for gamma in (0.0, 0.3, 0.6):
         for n in STEPS:
-            row = metrics.evaluate(student, n, 1.0, scheduler="tcd", seeds=VIDEO_SEEDS, call_kwargs={"eta": gamma},
+            row = evaluation.evaluate(student, n, 1.0, scheduler="tcd", seeds=VIDEO_SEEDS, call_kwargs={"eta": gamma},
                                    label=f"AnimateLCM (toy), TCD gamma {gamma:g}")
             rows.append(row)
     teacher = pipelines.load_t2v("teacher")
     for n in STEPS:
-        rows.append(metrics.evaluate(teacher, n, TEACHER_CFG, scheduler="euler", seeds=VIDEO_SEEDS, label="teacher"))
+        rows.append(evaluation.evaluate(teacher, n, TEACHER_CFG, scheduler="euler", seeds=VIDEO_SEEDS, label="teacher"))
     _save("samplers", rows, {"what": "videos, 40 prompts x 2 seeds; LCM/DDIM/DPM++ rows are in table1",
                              "created": results.stamp()})
 
@@ -134,8 +141,8 @@ def styles() -> None:
     import numpy as np
     import torch
 
-    from animatelcm_helpers import metrics, pipelines, results
-    from animatelcm_helpers.toy import zoo
+    from animatelcm_helpers import pipelines, results
+    from animatelcm_helpers.toy import metrics, zoo
     from animatelcm_helpers.toy.data import DIGIT_WORDS, DIRECTIONS, STYLES
 
     rows = []
@@ -216,9 +223,10 @@ def control() -> None:
 def svd() -> None:
     """Image-to-video (notebook 07): the toy AnimateLCM-SVD-xt at 1/2/4/8 steps without guidance
     against the toy SVD teacher (Euler with SVD's frame guidance ramp 1 -> 3) at 1/2/4/8 and 25
-    steps, over the first SVD_VIDEOS inputs of svd.eval_set (seed = input index)."""
-    from animatelcm_helpers import metrics, results
+    steps, over the first SVD_VIDEOS inputs of toy_svd.eval_set (seed = input index)."""
+    from animatelcm_helpers import results
     from animatelcm_helpers import svd as svd_
+    from animatelcm_helpers.toy import metrics
 
     rows = []
     student = svd_.load_svd(world="toy")

@@ -36,3 +36,70 @@ def teacher_pipe(toy_settings):
     from animatelcm_helpers import pipelines
 
     return pipelines.load_t2v("teacher")
+
+
+# ------------------------------------------------------------------------------------------
+# The full world, offline: a fake Hub laid out as the real repositories (tests/fakehub)
+# ------------------------------------------------------------------------------------------
+
+
+def _remote_key() -> str:
+    """What the fake repositories depend on: the manifest, the builders, the libraries' versions."""
+    import hashlib
+
+    import diffusers
+    import torch
+    import transformers
+
+    h = hashlib.sha256()
+    for path in (ROOT / "animatelcm_helpers" / "hub_files.json", ROOT / "tests" / "fakehub" / "repos.py",
+                 ROOT / "tests" / "fakehub" / "annotators.py"):
+        h.update(path.read_bytes())
+    h.update(f"{diffusers.__version__} {transformers.__version__} {torch.__version__}".encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def fake_remote():
+    """{repo_id: folder} of every repository in hub_files.json, tiny weights in the real layout; kept
+    in .cache/fakehub between runs (about 1.1 GB: the Annotators' detectors are full size)."""
+    from fakehub import repos
+
+    return repos.build_remote(ROOT / ".cache" / "fakehub" / f"remote-{_remote_key()}")
+
+
+@pytest.fixture(scope="session")
+def fake_hub(fake_remote):
+    """The fake Hub serving every repository (``.endpoint``, ``.requests``, ``.downloads``)."""
+    from fakehub import repos
+    from fakehub.server import serve
+
+    with serve(repos.hub_repos(fake_remote)) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="session")
+def workshop_cache(fake_hub, tmp_path_factory):
+    """A workshop's offline cache: ``download all`` run once against the fake Hub.
+    Returns (cache folder, what download returned, the files the server sent for it)."""
+    from fakehub.server import use_endpoint
+
+    from animatelcm_helpers import hub
+
+    cache = tmp_path_factory.mktemp("hf-cache")
+    before = len(fake_hub.downloads)
+    with use_endpoint(fake_hub.endpoint, cache, offline=False):
+        got = hub.download(["all"], progress=lambda line: None)
+    return cache, got, fake_hub.downloads[before:]
+
+
+@pytest.fixture(scope="module")
+def full_offline(workshop_cache):
+    """The full world on the CPU, offline (HF_HUB_OFFLINE=1), from the workshop's cache only."""
+    from fakehub.server import use_endpoint
+
+    from animatelcm_helpers import config
+
+    with use_endpoint(None, workshop_cache[0], offline=True):
+        yield config.setup(world="full", device="cpu", test_mode=True)
+    config.setup(world="toy", test_mode=True)

@@ -18,7 +18,7 @@ def tiny_text():
 
 
 def video_model(seed=0):
-    return recipes.motion_unet(configs.tiny_unet(seed), configs.tiny_motion_adapter(seed)).eval()
+    return distill.motion_unet(configs.tiny_unet(seed), configs.tiny_motion_adapter(seed)).eval()
 
 
 def video_data(n=6, frames=2, seed=0):

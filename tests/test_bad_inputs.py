@@ -9,9 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from animatelcm_helpers import cli, config, distill, lcm, media, metrics, pipelines, svd, training
+from animatelcm_helpers import (
+    cli,
+    config,
+    distill,
+    evaluation,
+    lcm,
+    loading,
+    media,
+    pipelines,
+    svd,
+    svd_scheduler,
+    training,
+    utils,
+)
 from animatelcm_helpers.config import UserError
-from animatelcm_helpers.toy import configs, zoo
+from animatelcm_helpers.toy import configs, metrics, zoo
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +90,15 @@ CASES = [
      r"must be \(height, width, 3\) uint8"),
     ("image-to-video: float image", lambda t, p, i: lambda: svd.check_image(np.zeros((32, 32, 3), np.float32)),
      r"for floats in \[0, 1\]"),
-    ("truncated safetensors file", lambda t, p, i: lambda: pipelines.load_safetensors(_truncated(t)),
+    ("truncated safetensors file", lambda t, p, i: lambda: utils.load_safetensors(_truncated(t)),
      r"not a readable safetensors file \(corrupted or truncated"),
-    ("pickle checkpoint (.bin)", lambda t, p, i: lambda: pipelines.load_safetensors(t / "model.bin"),
+    ("pickle checkpoint (.bin)", lambda t, p, i: lambda: utils.load_safetensors(t / "model.bin"),
      r"is a pickle file; this course loads safetensors only"),
     ("pickle renamed .safetensors", lambda t, p, i: lambda: distill.load_lora_state_dict(_pickle_named_safetensors(t)),
      r"a pickle file renamed .safetensors"),
     ("LCM LoRA given as a pickle", lambda t, p, i: lambda: pipelines.load_t2i(lcm_lora=t / "lcm.pt"),
      r"must be a LoRA .safetensors file"),
-    ("LoRA for another architecture", lambda t, p, i: lambda: pipelines.load_lora(
+    ("LoRA for another architecture", lambda t, p, i: lambda: loading.load_lora(
         i, config.Weights(str(_foreign_lora(t).parent), None, weight_name="foreign.safetensors", local=True), "foreign"),
      r"made for another architecture|does not fit this model's UNet"),
     ("missing model offline (full world)", lambda t, p, i: lambda: pipelines.load_t2v("animatelcm", world="full", device="cpu"),
@@ -99,10 +112,10 @@ CASES = [
         t, configs.tiny_unet(0), configs.tiny_motion_adapter(0), torch.zeros(2, 4, 8, 8), torch.zeros(2, dtype=torch.long),
         torch.zeros(1, 16, 64), torch.linspace(0.99, 0.01, 1000), steps=1, progress=False), r"video latents must be"),
     ("LCM steps beyond the grid", lambda t, p, i: lambda: lcm.lcm_timesteps(51), r"steps"),
-    ("SVD scheduler with 0 steps", lambda t, p, i: lambda: svd.AnimateLCMSVDScheduler().set_timesteps(0), r"steps"),
+    ("SVD scheduler with 0 steps", lambda t, p, i: lambda: svd_scheduler.AnimateLCMSVDScheduler().set_timesteps(0), r"steps"),
     ("SVD guidance min above max", lambda t, p, i: lambda: svd.generate_svd(
         svd.toy_svd_pipeline()[0], np.zeros((32, 32, 3), np.uint8), min_guidance=2.0, max_guidance=1.0), r"guidance"),
-    ("evaluation with no prompts", lambda t, p, i: lambda: metrics.evaluate(p, 1, 1.0, prompts=[]), r"no prompts"),
+    ("evaluation with no prompts", lambda t, p, i: lambda: evaluation.evaluate(p, 1, 1.0, prompts=[]), r"no prompts"),
     ("videos and prompts of different counts", lambda t, p, i: lambda: metrics.faithfulness(
         np.zeros((2, 8, 32, 32, 3), np.uint8), ["a one"]), r"2 videos but 1 prompts"),
     ("video file of an unknown format", lambda t, p, i: lambda: media.save_video(np.zeros((2, 8, 8, 3), np.uint8), t / "v.avi"),

@@ -90,7 +90,10 @@ def test_model_specs():
     spec = config.model_spec("animatelcm", "toy")
     assert spec.scheduler == "lcm" and spec.lcm_lora is not None and spec.guidance == 1.0
     assert config.model_spec("teacher", "toy").scheduler == "ddim"
-    assert dict(config.model_spec("animatelcm", "full").scheduler_kwargs) == {"beta_schedule": "linear"}
+    full = config.model_spec("animatelcm", "full")  # the official inference-t2v.yaml sampler, not the base's
+    assert dict(full.scheduler_kwargs) == {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "linear",
+                                           "original_inference_steps": 100, "steps_offset": 1}
+    assert full.scheduler_from_base is False and config.model_spec("animatelcm", "toy").scheduler_from_base
     with pytest.raises(UserError, match="unknown model 'nope'.*animatelcm, teacher"):
         config.model_spec("nope", "toy")
     assert dataclasses.is_dataclass(spec)

@@ -13,7 +13,6 @@ import torch
 from animatelcm_helpers import consistency as cm
 from animatelcm_helpers import toy2d
 
-
 # ---- scalings ---------------------------------------------------------------------------------
 
 

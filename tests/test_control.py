@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animatelcm_helpers import control, pipelines
+from animatelcm_helpers import control, detectors, evaluation, hub, pipelines, utils
 from animatelcm_helpers.config import UserError
 
 
@@ -16,7 +16,7 @@ def square_video(frames=2, size=32, lo=10, hi=20):
 
 
 def test_canny_maps_trace_the_shape_and_keep_the_frame_size():
-    maps = control.detect(square_video(3), "canny")
+    maps = detectors.detect(square_video(3), "canny")
     assert len(maps) == 3 and all(isinstance(m, Image.Image) and m.size == (32, 32) for m in maps)
     edges = np.asarray(maps[0])[..., 0] > 64
     ring = np.zeros((32, 32), bool)
@@ -27,40 +27,40 @@ def test_canny_maps_trace_the_shape_and_keep_the_frame_size():
 
 @pytest.mark.parametrize("kind", ["lineart", "shuffle"])
 def test_other_detectors_without_weights(kind):
-    maps = control.detect(square_video(2), kind)
+    maps = detectors.detect(square_video(2), kind)
     assert len(maps) == 2 and maps[0].size == (32, 32) and np.asarray(maps[0]).max() > 0
 
 
 def test_detectors_that_need_the_hub_say_so_offline():
-    with pytest.raises(pipelines.MissingWeightsError, match="canny"):
-        control.detect(square_video(1), "openpose")
+    with pytest.raises(hub.MissingWeightsError, match="canny"):
+        detectors.detect(square_video(1), "openpose")
     with pytest.raises(UserError, match="unknown detector"):
-        control.detect(square_video(1), "sobel")
+        detectors.detect(square_video(1), "sobel")
 
 
 def test_conditioning_frames_are_pil_never_raw_uint8():
-    frames = control.conditioning_frames(square_video(2))
+    frames = detectors.conditioning_frames(square_video(2))
     assert all(isinstance(f, Image.Image) for f in frames)
-    as_float = control.conditioning_frames(square_video(2).astype(np.float32) / 255)
+    as_float = detectors.conditioning_frames(square_video(2).astype(np.float32) / 255)
     assert np.array_equal(np.asarray(as_float[0]), np.asarray(frames[0]))
-    assert len(control.conditioning_frames(Image.new("RGB", (32, 32)), frames=5)) == 5
+    assert len(detectors.conditioning_frames(Image.new("RGB", (32, 32)), frames=5)) == 5
     with pytest.raises(UserError, match=r"\[0, 1\]"):
-        control.conditioning_frames(square_video(1).astype(np.float32))
+        detectors.conditioning_frames(square_video(1).astype(np.float32))
     with pytest.raises(UserError, match="one map per frame"):
-        control.conditioning_frames(square_video(3), frames=4)
+        detectors.conditioning_frames(square_video(3), frames=4)
     with pytest.raises(UserError, match="frames"):
-        control.conditioning_frames(np.zeros((4, 4)))
+        detectors.conditioning_frames(np.zeros((4, 4)))
 
 
 def test_edge_f1_and_psnr():
     v = square_video(2)
-    maps = control.detect(v, "canny")
-    assert control.edge_f1(v, maps) == pytest.approx(1.0)
+    maps = detectors.detect(v, "canny")
+    assert detectors.edge_f1(v, maps) == pytest.approx(1.0)
     far = square_video(2, lo=2, hi=8)
-    assert control.edge_f1(far, maps) < 0.2
-    assert control.edge_f1(np.zeros_like(v), maps) == 0.0
+    assert detectors.edge_f1(far, maps) < 0.2
+    assert detectors.edge_f1(np.zeros_like(v), maps) == 0.0
     a = np.full((4, 4, 3), 100, np.uint8)
-    assert control.psnr(a, a + 10) == pytest.approx(10 * np.log10(255**2 / 100))
+    assert utils.psnr(a, a + 10) == pytest.approx(10 * np.log10(255**2 / 100))
 
 
 def test_a_zero_initialised_controlnet_gives_exactly_the_plain_animatelcm_video(lcm_pipe):
@@ -70,18 +70,18 @@ def test_a_zero_initialised_controlnet_gives_exactly_the_plain_animatelcm_video(
 
     pipe = control.controlnet_pipeline(configs.tiny_controlnet(configs.tiny_unet(0)), pipe=lcm_pipe)
     video = square_video(8)
-    out = control.generate_controlled(pipe, "a seven moving left", control.detect(video), seed=3)
+    out = control.generate_controlled(pipe, "a seven moving left", detectors.detect(video), seed=3)
     ref = pipelines.generate(lcm_pipe, "a seven moving left", seed=3)
     assert out.frames.shape == (8, 32, 32, 3) and out.unet_evaluations == ref.unet_evaluations == 4
     assert np.array_equal(out.frames, ref.frames)
-    again = control.generate_controlled(pipe, "a seven moving left", control.detect(video), seed=3)
+    again = control.generate_controlled(pipe, "a seven moving left", detectors.detect(video), seed=3)
     assert np.array_equal(again.frames, out.frames)
     with pytest.raises(UserError, match="control scale"):
-        control.generate_controlled(pipe, "a seven", control.detect(video), scale=-1)
+        control.generate_controlled(pipe, "a seven", detectors.detect(video), scale=-1)
     with pytest.raises(UserError, match="prompt is empty"):
-        control.generate_controlled(pipe, " ", control.detect(video))
+        control.generate_controlled(pipe, " ", detectors.detect(video))
     with pytest.raises(UserError, match="frames"):
-        control.generate_controlled(pipe, "a seven", control.detect(square_video(20)))
+        control.generate_controlled(pipe, "a seven", detectors.detect(square_video(20)))
     i2v = control.image_to_video(pipe, video[0], "a seven moving left", frames=4, seed=0)
     assert i2v.frames.shape == (4, 32, 32, 3)
     with pytest.raises(UserError, match="one image"):
@@ -98,7 +98,7 @@ def test_image_to_video_feeds_the_pipeline_what_the_adapter_was_trained_on(monke
     seen = {}
 
     def fake(pipe, prompt, maps, scale, steps, guidance, seed):
-        seen["maps"] = control.conditioning_frames(maps)
+        seen["maps"] = detectors.conditioning_frames(maps)
 
     monkeypatch.setattr(control, "generate_controlled", fake)
     image = square_video(1)[0]
@@ -123,7 +123,7 @@ def test_video_to_video_runs_strength_times_steps(lcm_pipe):
 def test_controlnet_loading_errors(toy_settings):
     with pytest.raises(UserError, match="toy world has ControlNets"):
         control.load_controlnet("openpose")
-    with pytest.raises(pipelines.MissingWeightsError):
+    with pytest.raises(hub.MissingWeightsError):
         control.load_controlnet("canny", world="full")
     with pytest.raises(UserError, match="full world has ControlNets"):
         control.load_controlnet("shuffle", world="full")
@@ -132,9 +132,9 @@ def test_controlnet_loading_errors(toy_settings):
 def test_the_shipped_teacher_free_controlnet_makes_videos_follow_the_edges(lcm_pipe):
     """The zoo's edge ControlNet (trained against the toy AnimateLCM, no teacher): on held-out
     videos at 4 LCM steps, the output's edges match the control far better than without it."""
-    videos, prompts = control.test_videos(6, seed=3)
+    videos, prompts = evaluation.test_videos(6, seed=3)
     edges = control.controlnet_pipeline(control.load_controlnet("canny"), pipe=lcm_pipe)
-    with_control = control.evaluate(edges, videos, prompts, "control", steps=4)
-    without = control.evaluate(lcm_pipe, videos, prompts, "t2v", steps=4)
+    with_control = evaluation.evaluate_control(edges, videos, prompts, "control", steps=4)
+    without = evaluation.evaluate_control(lcm_pipe, videos, prompts, "t2v", steps=4)
     assert with_control["edge_f1"] > without["edge_f1"] + 0.1
     assert with_control["digit"] >= 0.8

@@ -10,8 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from animatelcm_helpers import config, demo, media, metrics, pipelines, svd
+from animatelcm_helpers import config, demo, evaluation, loading, media, pipelines, svd
 from animatelcm_helpers.config import UserError
+from animatelcm_helpers.toy import metrics
 
 TINY = {"seed": 0, "steps": 2, "frames": 4, "width": 16, "height": 16}
 
@@ -62,7 +63,7 @@ def test_bad_values_get_one_line_that_says_what_to_do(good, change, message):
 def test_run_t2v_is_generate_on_the_course_pipeline(good, lcm_pipe):
     steps_seen = []
     result = demo.run_t2v(good, progress=lambda done, total: steps_seen.append((done, total)))
-    pipelines.set_adapter_weight(lcm_pipe, pipelines.LCM_ADAPTER, good["lcm_alpha"])
+    pipelines.set_adapter_weight(lcm_pipe, loading.LCM_ADAPTER, good["lcm_alpha"])
     ref = pipelines.generate(lcm_pipe, good["prompt"], steps=2, guidance=1.0, frames=4, height=16, width=16, seed=0,
                              negative_prompt=good["negative_prompt"])
     np.testing.assert_array_equal(result.frames, ref.frames)
@@ -109,7 +110,7 @@ def test_motion_lora_menu_is_use_motion_lora_and_is_switched_off_after(good):
     assert demo.set_loras(teacher, 1.0) == {} and teacher.adapter_weights == {"motion-up": 0.0}
     np.testing.assert_array_equal(pipelines.generate(teacher, "a one moving up", steps=2, frames=4, seed=0).frames,
                                   plain_teacher)
-    metrics.evaluate(teacher, steps=1, guidance=1.0, prompts=["a two moving left", "a one moving up"],
+    evaluation.evaluate(teacher, steps=1, guidance=1.0, prompts=["a two moving left", "a one moving up"],
                      motion_loras=True)  # switches LoRAs on and off; afterwards the teacher is plain again
     assert teacher.adapter_weights == {"motion-up": 0.0}
     np.testing.assert_array_equal(pipelines.generate(teacher, "a one moving up", steps=2, frames=4, seed=0).frames,
@@ -150,10 +151,14 @@ def test_images_read_from_uploads_and_bad_ones_say_so(toy_settings):
         demo.read_image(b"")
     with pytest.raises(UserError, match=r"there are 4 example images \(0 to 3\), got 7"):
         demo.read_image(7)
-    with pytest.raises(UserError, match=r"^motion bucket must be between 0 and 255, got 300"):
+    with pytest.raises(UserError, match=r"^motion bucket must be between 1 and 255, got 300"):
         demo.validate_svd({"image": 0, "motion_bucket_id": 300, "steps": 4, "seed": 0}, "toy")
     with pytest.raises(UserError, match=r"^steps must be between 1 and 8, got 9"):
         demo.validate_svd({"image": 0, "motion_bucket_id": 80, "steps": 9, "seed": 0}, "toy")
+    with pytest.raises(UserError, match=r"^min guidance 1.5 is above max guidance 1.2: the guidance ramps"):
+        demo.validate_svd({"image": 0, "min_guidance": 1.5, "max_guidance": 1.2}, "toy")
+    with pytest.raises(UserError, match=r"^width 30 is not a multiple of 8 .*; try 32"):
+        demo.validate_svd({"image": 0, "width": 30}, "toy")
 
 
 def test_save_result_writes_gif_and_mp4_named_by_prompt_and_seed(good, tmp_path):

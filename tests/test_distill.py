@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from animatelcm_helpers import distill, pipelines
+from animatelcm_helpers import distill, lcm, pipelines, utils
 from animatelcm_helpers.config import UserError
 from animatelcm_helpers.toy import configs, recipes
 
@@ -25,7 +25,7 @@ def image_data(n=16, seed=0):
 def test_solver_grid_and_w_embedding_match_diffusers():
     from diffusers import LatentConsistencyModelPipeline
 
-    grid = distill.solver_timesteps()
+    grid = torch.from_numpy(lcm.skipping_grid())  # the LCD solver grid, shared with the sampler
     assert grid[0] == 19 and grid[-1] == 999 and len(grid) == 50 and set(torch.diff(grid).tolist()) == {20}
     w = torch.tensor([0.0, 1.5, 6.5, 14.0])
     ref = LatentConsistencyModelPipeline.get_guidance_scale_embedding(None, w, embedding_dim=256)
@@ -42,8 +42,8 @@ def test_guided_ddim_step_matches_diffusers_ddim():
     x, eps = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
     for t in (981, 501, 41):
         t_ = torch.tensor([t, t])
-        x0 = distill.predicted_x0(eps, x, AC[t_])
-        ours = distill.ddim_step(distill.guided(x0, x0 * 0.3, torch.zeros(2)), eps, AC[t_ - 20])
+        x0 = lcm.predicted_x0(eps, x, AC[t_])
+        ours = lcm.renoise(distill.guided(x0, x0 * 0.3, torch.zeros(2)), eps, AC[t_ - 20])  # the DDIM step
         ref = sched.step(eps, t, x).prev_sample
         torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
@@ -55,7 +55,7 @@ def test_consistency_prediction_boundary_and_x0():
     assert torch.equal(distill.consistency_prediction(eps, x, torch.zeros(3, dtype=torch.long), AC), x)
     # at t = 999 f is (almost exactly) the x0 prediction
     t = torch.full((3,), 999)
-    torch.testing.assert_close(distill.consistency_prediction(eps, x, t, AC), distill.predicted_x0(eps, x, AC[t]),
+    torch.testing.assert_close(distill.consistency_prediction(eps, x, t, AC), lcm.predicted_x0(eps, x, AC[t]),
                                rtol=1e-4, atol=1e-4)
 
 
@@ -200,7 +200,7 @@ def test_saved_student_loads_like_animatelcm(tmp_path):
             if "lora_B" in n or "motion_modules" in n:
                 p.add_(0.01)
     folder = distill.save_student(tmp_path / "animatelcm", student)
-    with pipelines.quiet_loading():
+    with utils.quiet_loading():
         pipe = AnimateDiffPipeline.from_pretrained(zoo.root() / "base", motion_adapter=MotionAdapter.from_pretrained(folder))
         pipe.load_lora_weights(str(folder), weight_name="AnimateLCM_sd15_t2v_lora.safetensors", adapter_name="lcm-lora")
     x = torch.randn(1, 4, 2, 8, 8)
@@ -232,3 +232,32 @@ def test_empty_training_set_is_refused(tmp_path):
     with pytest.raises(UserError, match="empty"):
         distill.distill_image(tmp_path, configs.tiny_unet(0), torch.zeros(0, 4, 8, 8), torch.zeros(0, dtype=torch.long),
                               tiny_text(), AC, steps=1, progress=False)
+
+
+def test_extract_adapter_round_trips_a_student_wider_than_the_toys():
+    """Stage 2's student is saved as a MotionAdapter sized from the student itself (a full-size
+    SD1.5 student has (320, 640, 1280, 1280) channels; the toy's are (32, 64)): here a wider one,
+    three blocks, two motion layers a block, its own heads and frame limit."""
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(48, 96, 96), layers_per_block=2, norm_num_groups=16,
+                                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                                cross_attention_dim=32, attention_head_dim=4, sample_size=8)
+    adapter = MotionAdapter(block_out_channels=(48, 96, 96), motion_layers_per_block=2, motion_num_attention_heads=4,
+                            motion_norm_num_groups=16, motion_max_seq_length=24, use_motion_mid_block=True)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.02)
+    student = UNetMotionModel.from_unet2d(unet, adapter)
+    out = distill.extract_adapter(student)
+    assert out.config.block_out_channels == (48, 96, 96) and out.config.motion_max_seq_length == 24
+    assert out.config.motion_num_attention_heads == 4 and out.config.use_motion_mid_block
+    theirs, ours = adapter.state_dict(), out.state_dict()
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in theirs)
+    again = UNetMotionModel.from_unet2d(unet, out)  # the saved student inflates the same UNet back
+    x = torch.randn(1, 4, 3, 8, 8)
+    text = torch.randn(3, 5, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x, 10, text).sample, student(x, 10, text).sample)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from animatelcm_helpers import metrics
+from animatelcm_helpers import evaluation, utils
 from animatelcm_helpers.config import UserError
+from animatelcm_helpers.toy import metrics
 from animatelcm_helpers.toy.data import DIRECTION_VECTORS, MovingDigits, caption, to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,20 +225,20 @@ def test_metric_nets_save_and_load(nets, tmp_path):
 
 def test_count_flops_of_a_linear_layer():
     layer = torch.nn.Linear(64, 32)
-    assert metrics.count_flops(layer, torch.zeros(10, 64)) == 2 * 10 * 64 * 32
+    assert utils.count_flops(layer, torch.zeros(10, 64)) == 2 * 10 * 64 * 32
 
 
 def test_unet_flops_per_evaluation(lcm_pipe):
-    flops = metrics.unet_flops_per_evaluation(lcm_pipe)
-    assert flops > 0 and flops == metrics.unet_flops_per_evaluation(lcm_pipe, 8, 32, 32)
-    assert metrics.unet_flops_per_evaluation(lcm_pipe, frames=4) < flops
+    flops = evaluation.unet_flops_per_evaluation(lcm_pipe)
+    assert flops > 0 and flops == evaluation.unet_flops_per_evaluation(lcm_pipe, 8, 32, 32)
+    assert evaluation.unet_flops_per_evaluation(lcm_pipe, frames=4) < flops
 
 
 def test_evaluate_on_the_toy_pipeline(lcm_pipe, nets):
     metric_nets, _ = nets
     prompts = ["a one moving up", "a seven moving left", "a three moving down"]
     scheduler_before = lcm_pipe.scheduler
-    row = metrics.evaluate(lcm_pipe, steps=2, guidance=1.0, prompts=prompts, seeds=(0, 1), batch=4,
+    row = evaluation.evaluate(lcm_pipe, steps=2, guidance=1.0, prompts=prompts, seeds=(0, 1), batch=4,
                            label="toy", nets=metric_nets)
     assert set(row) == ROW_KEYS
     assert row["label"] == "toy" and row["scheduler"] == "lcm" and row["steps"] == 2 and row["videos"] == 6
@@ -246,13 +247,13 @@ def test_evaluate_on_the_toy_pipeline(lcm_pipe, nets):
         assert 0.0 <= row[key] <= 1.0
     assert row["frechet"] >= 0 and row["floor"] >= 0
     # another sampler for one call, with classifier-free guidance (2 evaluations a step)
-    row = metrics.evaluate(lcm_pipe, steps=1, guidance=2.0, scheduler="ddim", prompts=prompts[:2], nets=metric_nets)
+    row = evaluation.evaluate(lcm_pipe, steps=1, guidance=2.0, scheduler="ddim", prompts=prompts[:2], nets=metric_nets)
     assert row["scheduler"] == "ddim" and row["unet_evals"] == 2
     assert lcm_pipe.scheduler is scheduler_before
-    table = metrics.format_table([row], floor=1.5)
+    table = evaluation.format_table([row], floor=1.5)
     assert "Frechet" in table and "ddim" in table and "1.50" in table
     with pytest.raises(UserError, match="cannot read the prompt"):
-        metrics.evaluate(lcm_pipe, steps=1, guidance=1.0, prompts=["a cat"], nets=metric_nets)
+        evaluation.evaluate(lcm_pipe, steps=1, guidance=1.0, prompts=["a cat"], nets=metric_nets)
 
 
 def test_evaluate_on_an_image_pipeline_measures_stills(nets):
@@ -260,13 +261,13 @@ def test_evaluate_on_an_image_pipeline_measures_stills(nets):
 
     metric_nets, _ = nets
     pipe = pipelines.load_t2i(world="toy")
-    row = metrics.evaluate(pipe, steps=2, guidance=2.0, prompts=["a one", "a seven"], seeds=(0, 1, 2), batch=6,
+    row = evaluation.evaluate(pipe, steps=2, guidance=2.0, prompts=["a one", "a seven"], seeds=(0, 1, 2), batch=6,
                            nets=metric_nets)
     assert set(row) == ROW_KEYS and row["videos"] == 6 and row["unet_evals"] == 4
     assert row["direction"] is None and row["both"] is None
     assert 0.0 <= row["score"] <= 1.0 and row["frechet"] >= 0
     assert row["floor"] == pytest.approx(metrics.image_floor(6, nets=metric_nets))
-    table = metrics.format_table([row])
+    table = evaluation.format_table([row])
     assert "digit p" in table
 
 
@@ -305,7 +306,7 @@ def test_evaluate_with_motion_loras_uses_each_prompts_own(lcm_pipe, nets):
     metric_nets, _ = nets
     prompts = ["a one moving up", "a seven moving left", "a three moving up"]
     weights, adapters = dict(lcm_pipe.adapter_weights), lcm_pipe.get_list_adapters()
-    row = metrics.evaluate(lcm_pipe, steps=2, guidance=1.0, prompts=prompts, seeds=(0,), nets=metric_nets,
+    row = evaluation.evaluate(lcm_pipe, steps=2, guidance=1.0, prompts=prompts, seeds=(0,), nets=metric_nets,
                            motion_loras=True)
     assert row["videos"] == 3
     assert lcm_pipe.adapter_weights == weights and lcm_pipe.get_list_adapters() == adapters  # put back as it was
@@ -313,8 +314,8 @@ def test_evaluate_with_motion_loras_uses_each_prompts_own(lcm_pipe, nets):
     pipe = pipelines.load_t2v("animatelcm")
     for i, p in enumerate(prompts):  # the same videos, one by one with the prompt's own motion LoRA
         pipelines.use_motion_lora(pipe, p.split()[-1])
-        videos.append(pipelines.generate(pipe, p, steps=2, seed=metrics.video_seed(i, 0)).frames)
+        videos.append(pipelines.generate(pipe, p, steps=2, seed=evaluation.video_seed(i, 0)).frames)
     alone = metrics.faithfulness(np.stack(videos), prompts, metric_nets)
     assert (row["digit"], row["direction"]) == (alone["digit"], alone["direction"])
     with pytest.raises(UserError, match="motion word"):
-        metrics.evaluate(lcm_pipe, steps=1, guidance=1.0, prompts=["a one"], nets=metric_nets, motion_loras=True)
+        evaluation.evaluate(lcm_pipe, steps=1, guidance=1.0, prompts=["a one"], nets=metric_nets, motion_loras=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from animatelcm_helpers import config, pipelines
+from animatelcm_helpers import config, hub, loading, pipelines
 from animatelcm_helpers.config import UserError
 from animatelcm_helpers.toy import zoo
 
@@ -30,7 +30,7 @@ def test_lcm_pipeline_is_what_the_official_recipe_builds(lcm_pipe):
     assert isinstance(lcm_pipe, AnimateDiffPipeline)
     assert isinstance(lcm_pipe.unet, UNetMotionModel)
     assert isinstance(lcm_pipe.scheduler, LCMScheduler)
-    assert lcm_pipe.get_active_adapters() == [pipelines.LCM_ADAPTER]
+    assert lcm_pipe.get_active_adapters() == [loading.LCM_ADAPTER]
     assert lcm_pipe.vae_scale_factor == 4
 
 
@@ -68,11 +68,11 @@ def test_lcm_lora_weight_is_applied(toy_settings):
     """The weight reaches every LoRA layer: scaling = weight * alpha / r (peft's rule)."""
     for weight in (0.0, 0.3, 1.0):
         pipe = pipelines.load_t2v("animatelcm", lcm_lora_weight=weight)
-        layers = [m for m in pipe.unet.modules() if hasattr(m, "scaling") and pipelines.LCM_ADAPTER in getattr(m, "scaling", {})]
+        layers = [m for m in pipe.unet.modules() if hasattr(m, "scaling") and loading.LCM_ADAPTER in getattr(m, "scaling", {})]
         assert len(layers) >= 10
         for m in layers:
-            r, alpha = m.r[pipelines.LCM_ADAPTER], m.lora_alpha[pipelines.LCM_ADAPTER]
-            assert m.scaling[pipelines.LCM_ADAPTER] == pytest.approx(weight * alpha / r)
+            r, alpha = m.r[loading.LCM_ADAPTER], m.lora_alpha[loading.LCM_ADAPTER]
+            assert m.scaling[loading.LCM_ADAPTER] == pytest.approx(weight * alpha / r)
     # and it changes the video whenever the LoRA is not all zeros
     a = pipelines.generate(pipelines.load_t2v("animatelcm", lcm_lora_weight=0.0), "a one", seed=1).frames
     b_pipe = pipelines.load_t2v("animatelcm", lcm_lora_weight=1.0)
@@ -137,7 +137,7 @@ def test_full_world_offline_says_what_is_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(pipelines.MissingWeightsError) as err:
+    with pytest.raises(hub.MissingWeightsError) as err:
         pipelines.load_t2v("animatelcm", world="full", device="cpu")
     text = str(err.value)
     assert "is not on this machine" in text and "HF_HUB_OFFLINE is set" in text
@@ -166,17 +166,17 @@ def test_t2i_lcm_lora_weight_is_a_knob(toy_settings):
                      generator=torch.Generator().manual_seed(0), output_type="np").images
 
     with_lora = draw(pipe)
-    pipelines.set_adapter_weight(pipe, pipelines.LCM_ADAPTER, 0.0)
+    pipelines.set_adapter_weight(pipe, loading.LCM_ADAPTER, 0.0)
     np.testing.assert_allclose(draw(pipe), draw(bare), atol=1e-5)
     assert np.abs(with_lora - draw(bare)).max() > 1e-3
-    assert pipe.model_spec.frames == 1 and pipe.adapter_weights == {pipelines.LCM_ADAPTER: 0.0}
+    assert pipe.model_spec.frames == 1 and pipe.adapter_weights == {loading.LCM_ADAPTER: 0.0}
 
 
 def test_style_stacks_on_the_lcm_lora_and_with_unet_shares_parts(lcm_pipe):
     pipe = pipelines.load_t2v("animatelcm")
     pipelines.add_style(pipe, "neon", 0.8)
-    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "neon": 0.8}
-    assert set(pipe.get_active_adapters()) == {pipelines.LCM_ADAPTER, "neon"}
+    assert pipe.adapter_weights == {loading.LCM_ADAPTER: 1.0, "neon": 0.8}
+    assert set(pipe.get_active_adapters()) == {loading.LCM_ADAPTER, "neon"}
     other = pipelines.with_unet(lcm_pipe, lcm_pipe.unet, "ddim")
     assert other.vae is lcm_pipe.vae and type(other.scheduler).__name__ == "DDIMScheduler"
     assert pipelines.generate(other, "a one", steps=1, guidance=1.0).frames.shape == (8, 32, 32, 3)
@@ -195,15 +195,15 @@ def test_motion_lora_switches_one_direction_on_and_keeps_the_lcm_lora(toy_settin
     pipe = pipelines.load_t2v("animatelcm")
     plain = pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames
     pipelines.use_motion_lora(pipe, "up", 0.0)  # loaded, weight 0: exactly the plain model
-    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "motion-up": 0.0}
+    assert pipe.adapter_weights == {loading.LCM_ADAPTER: 1.0, "motion-up": 0.0}
     np.testing.assert_array_equal(pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames, plain)
     pipelines.use_motion_lora(pipe, "up")
     up = pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames
     assert np.abs(up.astype(int) - plain.astype(int)).mean() > 0.5
     pipelines.use_motion_lora(pipe, "left", 0.7)  # switching turns the other motion LoRAs off
-    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "motion-up": 0.0, "motion-left": 0.7}
+    assert pipe.adapter_weights == {loading.LCM_ADAPTER: 1.0, "motion-up": 0.0, "motion-left": 0.7}
     pipelines.use_motion_lora(pipe, None)
-    assert pipe.adapter_weights == {pipelines.LCM_ADAPTER: 1.0, "motion-up": 0.0, "motion-left": 0.0}
+    assert pipe.adapter_weights == {loading.LCM_ADAPTER: 1.0, "motion-up": 0.0, "motion-left": 0.0}
     np.testing.assert_array_equal(pipelines.generate(pipe, "a three moving up", steps=2, seed=3).frames, plain)
     with pytest.raises(UserError, match="choose one of: left, right, up, down"):
         pipelines.use_motion_lora(pipe, "sideways")
@@ -235,7 +235,7 @@ def test_the_motion_lora_steers_the_teacher(teacher_pipe):
     """The point of a motion LoRA: the video teacher's motion modules cannot read "moving up"
     (no text cross-attention); with the "up" LoRA the digits move up faster and more often
     (measured at 80 videos: direction 0.72 -> 0.81, README)."""
-    from animatelcm_helpers import metrics
+    from animatelcm_helpers.toy import metrics
 
     prompts = [f"a {w} moving up" for w in ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")]
     speed, ups = {}, {}

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from animatelcm_helpers import config, pipelines, svd
+from animatelcm_helpers import config, evaluation, hub, pipelines, svd, svd_distill, svd_scheduler
 from animatelcm_helpers.config import UserError
+from animatelcm_helpers.consistency import euler_step
+from animatelcm_helpers.toy import svd as toy_svd
 
 # REFERENCES.md, "AnimateLCM-SVD-xt": the noise levels n steps visit, as printed there.
 SIGMAS = {
@@ -24,29 +26,29 @@ def as_printed(values, printed):
 @pytest.mark.parametrize("steps", sorted(SIGMAS))
 def test_step_sigmas_are_the_reference_vectors(steps):
     ref = [float(p) for p in SIGMAS[steps]]
-    assert as_printed(svd.step_sigmas(steps), SIGMAS[steps]) == SIGMAS[steps]
-    np.testing.assert_allclose(svd.step_sigmas(steps)[:5], ref[:5], rtol=1e-3)  # 4 printed digits
-    s = svd.AnimateLCMSVDScheduler()
+    assert as_printed(svd_scheduler.step_sigmas(steps), SIGMAS[steps]) == SIGMAS[steps]
+    np.testing.assert_allclose(svd_scheduler.step_sigmas(steps)[:5], ref[:5], rtol=1e-3)  # 4 printed digits
+    s = svd_scheduler.AnimateLCMSVDScheduler()
     s.set_timesteps(steps)
     assert as_printed(s.sigmas[:-1].tolist(), SIGMAS[steps]) == SIGMAS[steps]
     assert s.sigmas[-1] == 0 and len(s.timesteps) == steps
-    np.testing.assert_allclose(s.timesteps.numpy(), 0.25 * np.log(svd.step_sigmas(steps)), rtol=1e-6)
+    np.testing.assert_allclose(s.timesteps.numpy(), 0.25 * np.log(svd_scheduler.step_sigmas(steps)), rtol=1e-6)
     assert s.init_noise_sigma == pytest.approx(700.0)
 
 
 def test_karras_grid_ends():
-    grid = svd.karras_sigmas()
+    grid = svd_scheduler.karras_sigmas()
     assert len(grid) == 40 and grid[0] == pytest.approx(700.0) and grid[-1] == pytest.approx(0.002)
     assert np.all(np.diff(grid) < 0)
 
 
 def test_scalings_are_the_v_parameterisation():
-    c_skip, c_out, c_in = svd.scalings(0.002)
+    c_skip, c_out, c_in = svd_scheduler.scalings(0.002)
     assert c_skip == pytest.approx(1.0, abs=1e-5) and c_out == pytest.approx(-0.002, rel=1e-4)  # f(x, eps) ~ x
-    c_skip, c_out, c_in = svd.scalings(700.0)
+    c_skip, c_out, c_in = svd_scheduler.scalings(700.0)
     assert c_skip == pytest.approx(1 / (700**2 + 1)) and c_out == pytest.approx(-700 / np.sqrt(700**2 + 1))
     assert c_in == pytest.approx(1 / np.sqrt(700**2 + 1))
-    assert svd.scalings(1.0)[:2] == pytest.approx((0.5, -1 / np.sqrt(2)))
+    assert svd_scheduler.scalings(1.0)[:2] == pytest.approx((0.5, -1 / np.sqrt(2)))
     # v-prediction: x = x0 + s eps (EDM form), v = (eps - s x0) / sqrt(s^2+1) is what the UNet predicts
     # for its scaled input; c_skip x + c_out v recovers x0 exactly.
     g = torch.Generator().manual_seed(0)
@@ -54,12 +56,12 @@ def test_scalings_are_the_v_parameterisation():
     for sigma in (0.04, 1.0, 13.68, 700.0):
         x = x0 + sigma * eps
         v = (eps - sigma * x0) / np.sqrt(sigma**2 + 1)
-        c_skip, c_out, _ = svd.scalings(sigma)
+        c_skip, c_out, _ = svd_scheduler.scalings(sigma)
         torch.testing.assert_close(c_skip * x + c_out * v, x0, rtol=1e-4, atol=1e-4)
 
 
 def test_scale_model_input_and_step_follow_the_formulas():
-    s = svd.AnimateLCMSVDScheduler()
+    s = svd_scheduler.AnimateLCMSVDScheduler()
     s.set_timesteps(4)
     x, v = torch.randn(1, 3, 4, 2, 2) * 128.6, torch.randn(1, 3, 4, 2, 2)
     s.scale_model_input(x, s.timesteps[0])  # first step: sigma 700
@@ -68,14 +70,14 @@ def test_scale_model_input_and_step_follow_the_formulas():
     sigma = float(s.sigmas[1])
     torch.testing.assert_close(s.scale_model_input(x, t), x / np.sqrt(sigma**2 + 1))
     out = s.step(v, t, x, generator=torch.Generator().manual_seed(1))
-    c_skip, c_out, _ = svd.scalings(sigma)
+    c_skip, c_out, _ = svd_scheduler.scalings(sigma)
     torch.testing.assert_close(out.denoised, c_skip * x + c_out * v)
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(out.prev_sample, out.denoised + float(s.sigmas[2]) * z)
 
 
 def run_schedule(steps, seed=None, generator_attr=None):
-    s = svd.AnimateLCMSVDScheduler()
+    s = svd_scheduler.AnimateLCMSVDScheduler()
     s.set_timesteps(steps)
     s.noise_generator = generator_attr
     x = torch.randn(1, 2, 4, 3, 3, generator=torch.Generator().manual_seed(9)) * s.init_noise_sigma
@@ -106,10 +108,10 @@ def test_seeded_noise_is_deterministic_and_last_step_adds_none():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    s = svd.AnimateLCMSVDScheduler(sigma_max=500.0)
+    s = svd_scheduler.AnimateLCMSVDScheduler(sigma_max=500.0)
     s.save_pretrained(tmp_path)
     assert (tmp_path / "scheduler_config.json").is_file()
-    back = svd.AnimateLCMSVDScheduler.from_pretrained(tmp_path)
+    back = svd_scheduler.AnimateLCMSVDScheduler.from_pretrained(tmp_path)
     public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
     assert public(back.config) == public(s.config) and public(s.config)["sigma_max"] == 500.0
     for n in (1, 4, 8):
@@ -122,11 +124,11 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.mark.parametrize("bad", [0, 41, -1, 2.5, "4", True])
 def test_bad_step_counts_say_what_to_do(bad):
     with pytest.raises(UserError, match="whole number from 1 to 40.*1 to 8 steps"):
-        svd.AnimateLCMSVDScheduler().set_timesteps(bad)
+        svd_scheduler.AnimateLCMSVDScheduler().set_timesteps(bad)
 
 
 def test_timesteps_not_in_the_schedule_are_refused():
-    s = svd.AnimateLCMSVDScheduler()
+    s = svd_scheduler.AnimateLCMSVDScheduler()
     s.set_timesteps(2)
     with pytest.raises(ValueError, match="not in this schedule"):
         s.step(torch.zeros(1), 999, torch.zeros(1))
@@ -187,7 +189,7 @@ def test_toy_pipeline_runs_with_our_scheduler(svd_pipe):
     from diffusers import StableVideoDiffusionPipeline
 
     assert isinstance(svd_pipe, StableVideoDiffusionPipeline)
-    assert isinstance(svd_pipe.scheduler, svd.AnimateLCMSVDScheduler)
+    assert isinstance(svd_pipe.scheduler, svd_scheduler.AnimateLCMSVDScheduler)
     assert "toy SVD" in svd_pipe.svd_note
     a = svd.generate_svd(svd_pipe, IMAGE, steps=2, seed=3)
     b = svd.generate_svd(svd_pipe, IMAGE, steps=2, seed=3)
@@ -246,7 +248,7 @@ def test_full_world_offline_says_what_is_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(pipelines.MissingWeightsError) as err:
+    with pytest.raises(hub.MissingWeightsError) as err:
         svd.load_svd(world="full", device="cpu")
     text = str(err.value)
     assert "is not on this machine" in text and "HF_HUB_OFFLINE is set" in text
@@ -261,12 +263,13 @@ def test_full_world_offline_says_what_is_missing(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def toy_parts():
-    return svd.toy_parts(seed=0)
+    return toy_svd.toy_parts(seed=0)
 
 
 def test_euler_step_is_diffusers_euler_discrete_step():
-    """The distillation's teacher step = SVD's own sampler step (EulerDiscreteScheduler, v-prediction)."""
-    sched = svd.euler_baseline_scheduler()
+    """The distillation's teacher step (``consistency.euler_step`` on the guided teacher's D) = SVD's own
+    sampler step (EulerDiscreteScheduler, v-prediction)."""
+    sched = svd_scheduler.euler_baseline_scheduler()
     sched.set_timesteps(25)
     g = torch.Generator().manual_seed(0)
     x, v = torch.randn(1, 8, 4, 8, 8, generator=g) * 30, torch.randn(1, 8, 4, 8, 8, generator=g)
@@ -274,18 +277,19 @@ def test_euler_step_is_diffusers_euler_discrete_step():
         sched._step_index = i
         expected = sched.step(v, sched.timesteps[i], x).prev_sample
         s, s_next = float(sched.sigmas[i]), float(sched.sigmas[i + 1])
-        c_skip, c_out, _ = svd.scalings(s)
-        torch.testing.assert_close(svd.euler_step(x, c_skip * x + c_out * v, s, s_next), expected, rtol=1e-5, atol=1e-5)
+        c_skip, c_out, _ = svd_scheduler.scalings(s)
+        d = c_skip * x + c_out * v
+        torch.testing.assert_close(euler_step(lambda x, s: d, x, s, s_next), expected, rtol=1e-5, atol=1e-5)
     # SVD's Euler sampler and the consistency grid share the EDM noise levels: 0.002 .. 700
     assert float(sched.sigmas[0]) == pytest.approx(700.0, rel=1e-4)
 
 
 def test_cd_weights_and_guidance_follow_the_recipe():
-    grid = svd.karras_sigmas()
-    w = svd.cd_weight(torch.tensor(grid[:-1]), torch.tensor(grid[1:]))
+    grid = svd_scheduler.karras_sigmas()
+    w = svd_distill.cd_weight(torch.tensor(grid[:-1]), torch.tensor(grid[1:]))
     np.testing.assert_allclose(w.numpy(), (1.0 / (grid[:-1] - grid[1:])) ** 0.1, rtol=1e-6)
     assert w[0] < 1 < w[-1]  # large gaps (high noise) weigh less
-    gs = svd.sample_guidance(500, 8, torch.Generator().manual_seed(0))
+    gs = svd_distill.sample_guidance(500, 8, torch.Generator().manual_seed(0))
     assert gs.shape == (500, 8)
     assert set(np.round(gs[:, 0].numpy(), 4)) == {1.0, 1.25, 1.5}
     assert set(np.round(gs[:, -1].numpy(), 4)) == {2.0, 2.25, 2.5}
@@ -299,7 +303,7 @@ def test_training_inputs_are_what_the_pipeline_feeds_the_unet(toy_parts):
 
     from animatelcm_helpers.toy.data import to_uint8
 
-    frames = to_uint8(svd.toy_videos("test", 1)[0].numpy())  # as the pipeline gets them: uint8 images
+    frames = to_uint8(toy_svd.toy_videos("test", 1)[0].numpy())  # as the pipeline gets them: uint8 images
     pixels = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)
     seen = {}
 
@@ -312,20 +316,20 @@ def test_training_inputs_are_what_the_pipeline_feeds_the_unet(toy_parts):
         with torch.no_grad():
             toy_parts(Image.fromarray(frames[0, 0]), height=32, width=32, num_frames=8, num_inference_steps=2,
                       min_guidance_scale=1.0, max_guidance_scale=1.0, noise_aug_strength=0.0, latents=latents.clone(),
-                      fps=svd.DEMO["fps"], motion_bucket_id=svd.DEMO["motion_bucket_id"], output_type="latent")
+                      fps=config.SVD_FPS["toy"], motion_bucket_id=config.SVD_DEMO["motion_bucket_id"], output_type="latent")
     finally:
         handle.remove()
     (sample, t), kw = seen["args"][0][:2], seen["args"][1]
-    cond = svd.svd_conditions(toy_parts, pixels)
-    first = svd.condition_latents(toy_parts.vae, pixels[:, 0], torch.Generator(), noise_aug_strength=0.0)
+    cond = toy_svd.svd_conditions(toy_parts, pixels)
+    first = svd_distill.condition_latents(toy_parts.vae, pixels[:, 0], torch.Generator(), noise_aug_strength=0.0)
     sigma = torch.tensor([700.0])
     x = latents * toy_parts.scheduler.init_noise_sigma  # x = sqrt(s_max^2 + 1) z, Euler's start
-    torch.testing.assert_close(sample[:, :, :4], x * svd.scalings(sigma)[2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sample[:, :, :4], x * svd_scheduler.scalings(sigma)[2], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sample[:, :, 4:], first[:, None].expand(-1, 8, -1, -1, -1))
-    torch.testing.assert_close(torch.as_tensor(t, dtype=torch.float32).reshape(-1)[0], svd.timestep_of(sigma)[0],
+    torch.testing.assert_close(torch.as_tensor(t, dtype=torch.float32).reshape(-1)[0], svd_scheduler.timestep_of(sigma)[0],
                                rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(kw["encoder_hidden_states"], cond["image_embeds"], rtol=1e-5, atol=1e-6)
-    ids = svd.added_time_ids(1, noise_aug_strength=0.0)
+    ids = svd_distill.added_time_ids(1, config.SVD_FPS["toy"], noise_aug_strength=0.0)
     torch.testing.assert_close(kw["added_time_ids"], ids)
 
 
@@ -336,11 +340,11 @@ def test_teacher_loss_target_recovers_x0():
     x0, z = torch.randn(3, 2, 4, 8, 8, generator=g), torch.randn(3, 2, 4, 8, 8, generator=g)
     s = torch.tensor([0.01, 1.0, 300.0]).reshape(-1, 1, 1, 1, 1)
     x = x0 + s * z
-    c_skip, c_out, _ = svd.scalings(s)
+    c_skip, c_out, _ = svd_scheduler.scalings(s)
     target = (x0 - c_skip * x) / c_out
     torch.testing.assert_close(target, (z - s * x0) / torch.sqrt(s**2 + 1), rtol=1e-4, atol=1e-4)
-    sig = svd.training_sigmas(4000, torch.Generator().manual_seed(0))
-    assert float(sig.min()) >= svd.SIGMA_MIN and float(sig.max()) == pytest.approx(700.0)  # grid points reach s_max
+    sig = svd_distill.training_sigmas(4000, torch.Generator().manual_seed(0))
+    assert float(sig.min()) >= svd_scheduler.SIGMA_MIN and float(sig.max()) == pytest.approx(700.0)  # grid points reach s_max
     assert abs(float(torch.log(sig).median()) - 0.7) < 1.5
 
 
@@ -353,46 +357,46 @@ def test_cd_loss_at_init_is_the_formula(toy_parts):
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(2, 8, 4, 8, 8, generator=g)
     cond, embeds = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 1, 32, generator=g)
-    ids, noise = svd.added_time_ids(2), torch.randn(2, 8, 4, 8, 8, generator=g)
+    ids, noise = svd_distill.added_time_ids(2, config.SVD_FPS["toy"]), torch.randn(2, 8, 4, 8, 8, generator=g)
     index = torch.tensor([3, 30])
-    guidance = svd.sample_guidance(2, 8, g)
+    guidance = svd_distill.sample_guidance(2, 8, g)
     with torch.no_grad():
-        loss = svd.cd_loss(unet, unet, unet, x0, cond, embeds, ids, index, noise, guidance)
-        grid = svd.karras_sigmas()
+        loss = svd_distill.svd_cd_loss(unet, unet, unet, x0, cond, embeds, ids, index, noise, guidance)
+        grid = svd_scheduler.karras_sigmas()
         expected = []
         for b in range(2):
             n = int(index[b])
             s, s_next = float(grid[n]), float(grid[n + 1])
             x = x0[b : b + 1] + s * noise[b : b + 1]
             sb = torch.tensor([s])
-            v_c = svd.v_model(unet, x, sb, cond[b : b + 1], embeds[b : b + 1], ids[:1])
-            v_u = svd.v_model(unet, x, sb, torch.zeros_like(cond[:1]), torch.zeros_like(embeds[:1]), ids[:1])
+            v_c = svd_distill.v_model(unet, x, sb, cond[b : b + 1], embeds[b : b + 1], ids[:1])
+            v_u = svd_distill.v_model(unet, x, sb, torch.zeros_like(cond[:1]), torch.zeros_like(embeds[:1]), ids[:1])
             v = v_u + guidance[b].reshape(1, 8, 1, 1, 1) * (v_c - v_u)
-            euler = svd.euler_baseline_scheduler()
+            euler = svd_scheduler.euler_baseline_scheduler()
             euler.set_timesteps(sigmas=[s, s_next])  # a 2-point schedule: sigmas [s, s_next, 0]
             euler._step_index = 0
             x_next = euler.step(v, euler.timesteps[0], x).prev_sample
-            aim = svd.denoised(unet, x_next, torch.tensor([s_next]), cond[b : b + 1], embeds[b : b + 1], ids[:1])
-            pred = svd.denoised(unet, x, sb, cond[b : b + 1], embeds[b : b + 1], ids[:1])
+            aim = svd_distill.denoised(unet, x_next, torch.tensor([s_next]), cond[b : b + 1], embeds[b : b + 1], ids[:1])
+            pred = svd_distill.denoised(unet, x, sb, cond[b : b + 1], embeds[b : b + 1], ids[:1])
             expected.append((1 / (s - s_next)) ** 0.1 * pseudo_huber(pred, aim).mean())
         torch.testing.assert_close(loss, torch.stack(expected).mean().float(), rtol=1e-4, atol=1e-6)
         assert float(loss) > 0
         # the boundary condition: at the grid's last level (0.002) the target is (almost) its input
         x = x0[:1] + 0.002 * noise[:1]
-        edge = svd.denoised(unet, x, torch.tensor([0.002]), cond[:1], embeds[:1], ids[:1])
+        edge = svd_distill.denoised(unet, x, torch.tensor([0.002]), cond[:1], embeds[:1], ids[:1])
         assert float((edge - x).abs().max()) < 0.02
 
 
 def test_toy_svd_distillation_resumes_bit_identically(tmp_path, monkeypatch, toy_parts):
     """Interrupted at step 2 (Ctrl-C saves a checkpoint) and resumed = uninterrupted, bit for bit;
     the student starts as the teacher and the teacher never changes."""
-    pixels = svd.toy_videos("train", 4)[0]
+    pixels = toy_svd.toy_videos("train", 4)[0]
     teacher = toy_parts.unet
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     kwargs = dict(steps=4, batch=2, save_every=2, progress=False)
-    straight, fit = svd.distill_toy_svd(tmp_path / "a", toy_parts, teacher, pixels, **kwargs)
+    straight, fit = toy_svd.distill_toy_svd(tmp_path / "a", toy_parts, teacher, pixels, **kwargs)
     calls = {"n": 0}
-    original = svd.cd_loss
+    original = svd_distill.svd_cd_loss
 
     def interrupted(*args, **kw):
         calls["n"] += 1
@@ -400,11 +404,11 @@ def test_toy_svd_distillation_resumes_bit_identically(tmp_path, monkeypatch, toy
             raise KeyboardInterrupt
         return original(*args, **kw)
 
-    monkeypatch.setattr(svd, "cd_loss", interrupted)
+    monkeypatch.setattr(toy_svd, "svd_cd_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        svd.distill_toy_svd(tmp_path / "b", toy_parts, teacher, pixels, **kwargs)
-    monkeypatch.setattr(svd, "cd_loss", original)
-    resumed, fit2 = svd.distill_toy_svd(tmp_path / "b", toy_parts, teacher, pixels, **kwargs)
+        toy_svd.distill_toy_svd(tmp_path / "b", toy_parts, teacher, pixels, **kwargs)
+    monkeypatch.setattr(toy_svd, "svd_cd_loss", original)
+    resumed, fit2 = toy_svd.distill_toy_svd(tmp_path / "b", toy_parts, teacher, pixels, **kwargs)
     assert fit2.resumed_from == 2 and fit2.losses == fit.losses and len(fit.losses) == 4
     for (n, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), n
@@ -416,11 +420,11 @@ def test_toy_svd_distillation_resumes_bit_identically(tmp_path, monkeypatch, toy
 def test_teacher_training_lowers_the_loss_and_resumes(tmp_path, toy_parts):
     import copy
 
-    pixels = svd.toy_videos("train", 8)[0]
-    pipe = svd.toy_parts(vae=toy_parts.vae, unet=copy.deepcopy(toy_parts.unet))
-    fit = svd.train_toy_svd_teacher(tmp_path / "t", pipe, pixels, steps=3, batch=2, save_every=3, progress=False)
+    pixels = toy_svd.toy_videos("train", 8)[0]
+    pipe = toy_svd.toy_parts(vae=toy_parts.vae, unet=copy.deepcopy(toy_parts.unet))
+    fit = toy_svd.train_toy_svd_teacher(tmp_path / "t", pipe, pixels, steps=3, batch=2, save_every=3, progress=False)
     assert len(fit.losses) == 3 and all(np.isfinite(fit.losses))
-    again = svd.train_toy_svd_teacher(tmp_path / "t", pipe, pixels, steps=3, batch=2, progress=False)
+    again = toy_svd.train_toy_svd_teacher(tmp_path / "t", pipe, pixels, steps=3, batch=2, progress=False)
     assert again.resumed_from == 3 and again.losses == fit.losses
 
 
@@ -432,13 +436,13 @@ def test_load_svd_uses_the_zoos_distilled_unet(tmp_path, monkeypatch, toy_parts)
     from diffusers import EulerDiscreteScheduler
 
     zoo_dir = tmp_path / "zoo"
-    toy_parts.save_pretrained(zoo_dir / svd.TOY_SVD, safe_serialization=True)
-    student = svd.toy_unet(seed=5)
-    student.save_pretrained(zoo_dir / svd.TOY_SVD / svd.TOY_STUDENT_FOLDER, safe_serialization=True)
+    toy_parts.save_pretrained(zoo_dir / toy_svd.TOY_SVD, safe_serialization=True)
+    student = toy_svd.toy_unet(seed=5)
+    student.save_pretrained(zoo_dir / toy_svd.TOY_SVD / toy_svd.TOY_STUDENT_FOLDER, safe_serialization=True)
     (zoo_dir / "manifest.json").write_text(json.dumps({"trained": True}))
     monkeypatch.setenv("ANIMATELCM_TOY_ZOO", str(zoo_dir))
     pipe = svd.load_svd(world="toy", device="cpu")
-    assert "distilled UNet" in pipe.svd_note and isinstance(pipe.scheduler, svd.AnimateLCMSVDScheduler)
+    assert "distilled UNet" in pipe.svd_note and isinstance(pipe.scheduler, svd_scheduler.AnimateLCMSVDScheduler)
     for (k, v), w in zip(student.state_dict().items(), pipe.unet.state_dict().values()):
         assert torch.equal(v, w), k
     teacher = svd.load_toy_svd_teacher()
@@ -451,16 +455,15 @@ def test_load_svd_uses_the_zoos_distilled_unet(tmp_path, monkeypatch, toy_parts)
 
 
 def test_evaluate_svd_measures_against_the_inputs(svd_pipe):
-    from animatelcm_helpers import metrics
-    from animatelcm_helpers.toy import data
+    from animatelcm_helpers.toy import data, metrics
 
-    row, videos = svd.evaluate_svd(svd_pipe, 1, n=4, label="toy")
-    images, digits, directions = svd.eval_set(4)
+    row, videos = evaluation.evaluate_svd(svd_pipe, 1, n=4, label="toy")
+    images, digits, directions = toy_svd.eval_set(4)
     assert videos.shape == (4, 8, 32, 32, 3) and row["videos"] == 4 and row["unet_evals"] == 1
     assert row["digit"] == float(np.mean(metrics.read_digits(videos) == digits))
     assert row["score"] == pytest.approx(metrics.digit_score(videos, [data.caption(int(d)) for d in digits]))
     assert row["both"] <= min(row["digit"], row["direction"]) and row["frechet"] >= 0
-    table = svd.format_svd_table([row])
+    table = evaluation.format_svd_table([row])
     assert "digit p" in table and f"{row['score']:.3f}" in table
 
 
@@ -475,10 +478,10 @@ def test_toy_svd_teacher_missing_says_how_to_build(tmp_path, monkeypatch):
 
 def test_decoder_finetune_keeps_the_latent_space(tmp_path):
     """The temporal decoder is fine-tuned with the encoder frozen: latents (so the UNets) stay valid."""
-    vae = svd.toy_temporal_vae(seed=0)
+    vae = toy_svd.toy_temporal_vae(seed=0)
     enc = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
     dec = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
-    fit = svd.finetune_toy_decoder(tmp_path / "d", vae, steps=2, batch=1, videos=2, progress=False)
+    fit = toy_svd.finetune_toy_decoder(tmp_path / "d", vae, steps=2, batch=1, videos=2, progress=False)
     assert len(fit.losses) == 2 and all(np.isfinite(fit.losses))
     for k, v in vae.encoder.state_dict().items():
         assert torch.equal(v, enc[k]), k

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 
-from animatelcm_helpers import pipelines
+from animatelcm_helpers import detectors, pipelines
 from animatelcm_helpers.toy import build, zoo
 
 
@@ -61,7 +61,7 @@ def test_build_in_test_mode_writes_a_loadable_zoo(tmp_path, monkeypatch):
     edges = control.controlnet_pipeline(control.load_controlnet("canny", world="toy"), pipe=lcm)
     square = np.zeros((8, 32, 32, 3), np.uint8)
     square[:, 10:20, 10:20] = 255
-    assert control.generate_controlled(edges, "a seven moving left", control.detect(square), steps=2).frames.shape == (8, 32, 32, 3)
+    assert control.generate_controlled(edges, "a seven moving left", detectors.detect(square), steps=2).frames.shape == (8, 32, 32, 3)
     assert zoo.status().startswith("trained")
 
 

@@ -25,9 +25,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLTemporalDecoder,
+    MotionAdapter,
+    StableVideoDiffusionPipeline,
+    UNet2DConditionModel,
+)
 
-from .. import config
-from . import configs, recipes, zoo
+from .. import config, control, distill, evaluation, pipelines, utils
+from ..training import checkpoint_seconds
+from ..utils import quiet_loading
+from . import configs, metrics, recipes, zoo
+from . import svd as toy_svd
 
 STYLES = tuple(s for s in recipes.STYLES if s != "plain")
 STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "motion_loras", "stage2", "adapters", "styles",
@@ -40,7 +50,7 @@ TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "motion_loras": 
               "stage2": 2, "adapters": 2}
 MOTION_LORAS = "motion-loras"  # the zoo's folder of motion LoRAs, <direction>.safetensors (float16)
 # The toy SVD (issue 9): its temporal VAE, the SVD teacher, and the consistency-distilled student;
-# written to the zoo's svd/ folder (svd.TOY_SVD), weights in float16 (they load as float32).
+# written to the zoo's svd/ folder (toy.svd.TOY_SVD), weights in float16 (they load as float32).
 # svd_decoder then fine-tunes the temporal decoder on the frozen encoder (the latents, so the UNets, stay valid).
 SVD_STAGES = ("svd_vae", "svd_teacher", "svd_student", "svd_decoder")
 STAGES = STAGES + SVD_STAGES
@@ -64,8 +74,6 @@ def _load_stage(work: Path, stage: str):
 
 def _checkpointed_seconds(folder: Path) -> float:
     """Training seconds already held by the stage's checkpoints (work done before a resume)."""
-    from ..training import checkpoint_seconds
-
     return sum(checkpoint_seconds(state.parent.parent) for state in folder.rglob("checkpoint/state.json"))
 
 
@@ -86,10 +94,6 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     """Run the stages in order and write the zoo to ``out``; returns the manifest.
     ``stages=ZOO_STAGES`` trains only the teachers and the measuring stick (issue 3's zoo, the
     part whose rebuild is timed) and writes just those parts."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from ..pipelines import quiet_loading
-
     work.mkdir(parents=True, exist_ok=True)
     only = set(only or ())  # stages to retrain even if finished
     tokenizer, text_encoder = configs.tiny_tokenizer(), configs.tiny_text_encoder(seed)
@@ -122,7 +126,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         vae.save_pretrained(work / "vae" / "model", safe_serialization=True)
         test = recipes.stack(recipes.MovingDigits("test", kind="image", styles=tuple(recipes.STYLES)), 512)[0]
         return {"recipe": "recipes.train_vae", "data": "train split: still images of every style + frames of moving digits",
-                "psnr_test_db": round(recipes.psnr(vae, test), 2), "scaling_factor": vae.config.scaling_factor,
+                "psnr_test_db": round(recipes.vae_psnr(vae, test), 2), "scaling_factor": vae.config.scaling_factor,
                 "loss_curve": _curve(fit)}
 
     run("vae", stage_vae)
@@ -143,7 +147,6 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         unet = UNet2DConditionModel.from_pretrained(work / "image_teacher" / "model").eval()
 
     # 2b. Stage 1 (needs only the image teacher): image consistency distillation (LCM-LoRA, and the full LCD student)
-    from .. import distill
 
     text = recipes.encode_text(tokenizer, text_encoder, recipes.all_captions())
     alphas = recipes.noise_scheduler().alphas_cumprod
@@ -156,7 +159,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
             student, fit = distill.distill_image(work / "stage1" / variant, unet, latents, ids, text, alphas,
                                                  steps["stage1"], variant, seed=seed, progress=progress)
             if variant == "lora":
-                zoo.save_unet_lora(work / "stage1" / "model", distill.lora_state_dict(student), IMAGE_LCM_LORA)
+                utils.save_unet_lora(work / "stage1" / "model", distill.lora_state_dict(student), IMAGE_LCM_LORA)
             else:
                 student.to(torch.float16).save_pretrained(work / "stage1" / "model" / "full", safe_serialization=True)  # fp16 on disk: the zoo stays under 25 MB
             info[f"{variant}_seconds"] = round(fit.total_seconds, 1)
@@ -188,8 +191,6 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
 
     # 3b. Stage 2: video consistency distillation, decoupled initialisation -> the toy AnimateLCM
     def stage_2():
-        from diffusers import MotionAdapter
-
         with quiet_loading():
             adapter = MotionAdapter.from_pretrained(work / "video_teacher" / "model")
         lora = distill.load_lora_state_dict(work / "stage1" / "model" / IMAGE_LCM_LORA)
@@ -207,17 +208,13 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
     # adapter, each trained against the toy AnimateLCM with consistency training, and each also
     # trained the naive way (diffusion loss on the video teacher) for the comparison.
     def stage_adapters():
-        from diffusers import MotionAdapter
-
-        from .. import control
-
         with quiet_loading():
             teacher_adapter = MotionAdapter.from_pretrained(work / "video_teacher" / "model")
             lcm_adapter = MotionAdapter.from_pretrained(work / "stage2" / "model")
         lora = distill.load_lora_state_dict(work / "stage2" / "model" / config.TOY_LCM_LORA)
         data = recipes.adapter_data(vae, seed, limit or 2400)
         models = {"consistency": recipes.consistency_model(unet, lcm_adapter, lora),
-                  "diffusion": recipes.motion_unet(copy.deepcopy(unet), teacher_adapter).eval()}
+                  "diffusion": distill.motion_unet(copy.deepcopy(unet), teacher_adapter).eval()}
         info = {"recipe": "distill.train_adapter (consistency: teacher-free, against the toy AnimateLCM; "
                           "diffusion: the naive way, on the video teacher)",
                 "data": "the video teacher's training videos; edge maps: controlnet-aux Canny (even videos) and "
@@ -245,7 +242,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
             state, fit = recipes.train_style(work / "styles" / style, style, unet, vae, tokenizer, text_encoder,
                                              steps["styles"], seed=seed, limit=limit, progress=progress)
             (work / "styles" / "model").mkdir(parents=True, exist_ok=True)
-            zoo.save_unet_lora(work / "styles" / "model", {k: v.to(torch.float16) for k, v in state.items()},
+            utils.save_unet_lora(work / "styles" / "model", {k: v.to(torch.float16) for k, v in state.items()},
                                weight_name=f"{style}.safetensors")  # float16 on disk: the zoo stays under 25 MB
             info[f"final_loss_{style}"] = round(float(sum(fit.losses[-50:]) / len(fit.losses[-50:])), 4)
         return info
@@ -254,8 +251,6 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
 
     # 5. The measuring stick: digit classifier and video encoder (metrics module)
     def stage_metrics():
-        from .. import metrics
-
         nets = metrics.train_metric_nets(work / "metrics", steps=steps["metrics"], seed=seed, progress=progress,
                                          test_limit=limit)
         return {"recipe": "metrics.train_metric_nets", "data": nets.info["data"], "test": nets.info["test"]}
@@ -309,10 +304,6 @@ def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, video_laten
     AnimateDiff's answer to steering the motion, which its text-blind motion modules cannot read
     from the prompt. ``run(stage, fn)`` trains or reuses the stage, as in :func:`build`;
     ``video_latents(seed, n)`` gives :func:`recipes.video_teacher_data`'s latents and ids."""
-    from diffusers import MotionAdapter
-
-    from ..pipelines import quiet_loading
-
     def stage_motion_loras():
         with quiet_loading():
             adapter = MotionAdapter.from_pretrained(work / "video_teacher" / "model")
@@ -328,7 +319,7 @@ def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, video_laten
             state, fit = recipes.train_motion_lora(work / "motion_loras" / direction, direction, unet, adapter, latents,
                                                    ids, text, steps["motion_loras"], seed=seed, progress=progress)
             (work / "motion_loras" / "model").mkdir(parents=True, exist_ok=True)
-            zoo.save_unet_lora(work / "motion_loras" / "model", {k: v.to(torch.float16) for k, v in state.items()},
+            utils.save_unet_lora(work / "motion_loras" / "model", {k: v.to(torch.float16) for k, v in state.items()},
                                weight_name=f"{direction}.safetensors")
             info[f"final_loss_{direction}"] = round(float(sum(fit.losses[-50:]) / len(fit.losses[-50:])), 5)
         return info
@@ -338,19 +329,14 @@ def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, video_laten
 
 def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None, progress: bool = True) -> None:
     """The toy SVD's three stages (``run(stage, fn)`` trains or reuses each, as in :func:`build`)."""
-    from diffusers import AutoencoderKLTemporalDecoder, StableVideoDiffusionPipeline
-
-    from .. import svd
-    from ..pipelines import quiet_loading
-
     videos = min(limit or 2400, 2400)
 
     def stage_svd_vae():
-        vae, fit = svd.train_toy_vae(work / "svd_vae", steps["svd_vae"], seed=seed, videos=min(videos, 1200),
+        vae, fit = toy_svd.train_toy_vae(work / "svd_vae", steps["svd_vae"], seed=seed, videos=min(videos, 1200),
                                      progress=progress)
         vae.to(torch.float16).save_pretrained(work / "svd_vae" / "model", safe_serialization=True)
-        return {"recipe": "svd.train_toy_vae", "data": "train split: the first 1200 plain Moving Digits videos, 8 frames",
-                "psnr_test_db": round(svd.vae_psnr(vae.float(), svd.toy_videos("test", 64)[0]), 2),
+        return {"recipe": "toy.svd.train_toy_vae", "data": "train split: the first 1200 plain Moving Digits videos, 8 frames",
+                "psnr_test_db": round(toy_svd.vae_psnr(vae.float(), toy_svd.toy_videos("test", 64)[0]), 2),
                 "scaling_factor": vae.config.scaling_factor, "loss_curve": _curve(fit)}
 
     run("svd_vae", stage_svd_vae)
@@ -358,11 +344,11 @@ def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None
     def stage_svd_teacher():
         with quiet_loading():
             vae = AutoencoderKLTemporalDecoder.from_pretrained(work / "svd_vae" / "model", torch_dtype=torch.float32)
-        pipe = svd.toy_parts(vae=vae.eval(), seed=seed)
-        fit = svd.train_toy_svd_teacher(work / "svd_teacher", pipe, svd.toy_videos("train", videos)[0],
+        pipe = toy_svd.toy_parts(vae=vae.eval(), seed=seed)
+        fit = toy_svd.train_toy_svd_teacher(work / "svd_teacher", pipe, toy_svd.toy_videos("train", videos)[0],
                                         steps["svd_teacher"], seed=seed, progress=progress)
         pipe.to(torch.float16).save_pretrained(work / "svd_teacher" / "model", safe_serialization=True)
-        return {"recipe": "svd.train_toy_svd_teacher (EDM, v-prediction, first frame as condition)",
+        return {"recipe": "toy.svd.train_toy_svd_teacher (EDM, v-prediction, first frame as condition)",
                 "data": f"train split: the first {videos} plain Moving Digits videos, 8 frames",
                 "final_loss": round(float(np.mean(fit.losses[-50:])), 5), "loss_curve": _curve(fit)}
 
@@ -371,10 +357,10 @@ def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None
     def stage_svd_student():
         with quiet_loading():
             pipe = StableVideoDiffusionPipeline.from_pretrained(work / "svd_teacher" / "model", torch_dtype=torch.float32)
-        student, fit = svd.distill_toy_svd(work / "svd_student", pipe, pipe.unet, svd.toy_videos("train", videos)[0],
+        student, fit = toy_svd.distill_toy_svd(work / "svd_student", pipe, pipe.unet, toy_svd.toy_videos("train", videos)[0],
                                            steps["svd_student"], seed=seed, progress=progress)
         student.to(torch.float16).save_pretrained(work / "svd_student" / "model", safe_serialization=True)
-        return {"recipe": "svd.distill_toy_svd (one guided Euler teacher step to the adjacent index of 40, EMA 0.95, "
+        return {"recipe": "toy.svd.distill_toy_svd (one guided Euler teacher step to the adjacent index of 40, EMA 0.95, "
                           "pseudo-Huber weighted (1/(s_n - s_n+1))^0.1)",
                 "data": "the teacher's training videos", "final_loss": round(float(np.mean(fit.losses[-50:])), 5),
                 "loss_curve": _curve(fit)}
@@ -384,14 +370,14 @@ def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None
     def stage_svd_decoder():
         with quiet_loading():
             vae = AutoencoderKLTemporalDecoder.from_pretrained(work / "svd_vae" / "model", torch_dtype=torch.float32)
-        test = svd.toy_videos("test", 64)[0]
-        before = svd.vae_psnr(vae, test)
-        fit = svd.finetune_toy_decoder(work / "svd_decoder", vae, steps["svd_decoder"], seed=seed,
+        test = toy_svd.toy_videos("test", 64)[0]
+        before = toy_svd.vae_psnr(vae, test)
+        fit = toy_svd.finetune_toy_decoder(work / "svd_decoder", vae, steps["svd_decoder"], seed=seed,
                                        videos=min(videos, 1200), progress=progress)
         vae.to(torch.float16).save_pretrained(work / "svd_decoder" / "model", safe_serialization=True)
-        return {"recipe": "svd.finetune_toy_decoder (encoder frozen; clips of 1, 2, 4 or 8 frames)",
+        return {"recipe": "toy.svd.finetune_toy_decoder (encoder frozen; clips of 1, 2, 4 or 8 frames)",
                 "data": "train split: the first 1200 plain Moving Digits videos, 8 frames",
-                "psnr_test_db_before": round(before, 2), "psnr_test_db": round(svd.vae_psnr(vae.float(), test), 2),
+                "psnr_test_db_before": round(before, 2), "psnr_test_db": round(toy_svd.vae_psnr(vae.float(), test), 2),
                 "loss_curve": _curve(fit)}
 
     run("svd_decoder", stage_svd_decoder)
@@ -400,12 +386,10 @@ def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None
 def write_svd(zoo_folder: Path, work: Path) -> None:
     """Put the toy SVD into a zoo: ``svd/`` the teacher pipeline (the toy SVD-xt, Euler scheduler) with
     the fine-tuned temporal VAE, ``svd/animatelcm_unet/`` the distilled UNet (the toy AnimateLCM-SVD-xt)."""
-    from .. import svd
-
-    dest = zoo_folder / svd.TOY_SVD
+    dest = zoo_folder / toy_svd.TOY_SVD
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(work / "svd_teacher" / "model", dest)
-    shutil.copytree(work / "svd_student" / "model", dest / svd.TOY_STUDENT_FOLDER)
+    shutil.copytree(work / "svd_student" / "model", dest / toy_svd.TOY_STUDENT_FOLDER)
     shutil.rmtree(dest / "vae")
     shutil.copytree(work / "svd_decoder" / "model", dest / "vae")  # the fine-tuned decoder, same encoder
 
@@ -460,10 +444,6 @@ def add_motion_loras(out: Path, work: Path, steps: dict, seed: int = 0, only=Non
                      progress: bool = True) -> dict:
     """Train the motion LoRAs on the EXISTING zoo's video teacher at ``out`` (``video_teacher``
     copied from it into ``<work>``) and add them in place, as :func:`add_svd` does."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from ..pipelines import quiet_loading
-
     if not (work / "video_teacher" / "model").exists():
         shutil.copytree(out / "motion-adapter", work / "video_teacher" / "model")
     with quiet_loading():
@@ -489,15 +469,13 @@ def evaluate_teacher(out: Path, steps: int, guidance: float, seeds) -> dict:
     real-vs-real floor at the same number of videos; recorded in the manifest as
     ``teacher_check``, and with each prompt's motion LoRA (when the zoo has them) as
     ``teacher_check_motion_loras``."""
-    from .. import metrics, pipelines
-
     os.environ[zoo.ZOO_ENV] = str(out)
     pipe = pipelines.load_t2v("teacher", world="toy")
     rows = {}
     for key, motion in (("teacher_check", False), ("teacher_check_motion_loras", True)):
         if motion and not (out / MOTION_LORAS).is_dir():
             continue
-        row = metrics.evaluate(pipe, steps=steps, guidance=guidance, scheduler="ddim", seeds=tuple(seeds),
+        row = evaluation.evaluate(pipe, steps=steps, guidance=guidance, scheduler="ddim", seeds=tuple(seeds),
                                label="video teacher" + (" + motion LoRAs" if motion else ""), motion_loras=motion)
         rows[key] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
     manifest = json.loads((out / "manifest.json").read_text())

@@ -12,6 +12,23 @@ the same seed give identical weights.
 from __future__ import annotations
 
 import torch
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLTemporalDecoder,
+    ControlNetModel,
+    DDIMScheduler,
+    MotionAdapter,
+    UNet2DConditionModel,
+    UNetSpatioTemporalConditionModel,
+)
+from transformers import (
+    CLIPImageProcessor,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 from .data import DIGIT_WORDS, DIRECTIONS, STYLES
 
@@ -67,15 +84,11 @@ def tokenizer_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def tiny_tokenizer():
-    from transformers import CLIPTokenizer
-
     vocab, merges = tokenizer_vocab()
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
 
 
 def tiny_text_encoder(seed: int = 0):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     vocab, _ = tokenizer_vocab()
     cfg = CLIPTextConfig(
         vocab_size=len(vocab),
@@ -94,8 +107,6 @@ def tiny_text_encoder(seed: int = 0):
 
 
 def tiny_vae(seed: int = 0):
-    from diffusers import AutoencoderKL
-
     torch.manual_seed(seed)
     return AutoencoderKL(
         in_channels=3,
@@ -112,8 +123,6 @@ def tiny_vae(seed: int = 0):
 
 def tiny_unet(seed: int = 0, time_cond_proj_dim: int | None = None):
     """The toy image UNet (the SD1.5 stand-in); ``time_cond_proj_dim`` adds LCD's w-embedding."""
-    from diffusers import UNet2DConditionModel
-
     torch.manual_seed(seed)
     return UNet2DConditionModel(
         sample_size=SIZE // VAE_FACTOR,
@@ -131,8 +140,6 @@ def tiny_unet(seed: int = 0, time_cond_proj_dim: int | None = None):
 
 
 def tiny_motion_adapter(seed: int = 0):
-    from diffusers import MotionAdapter
-
     torch.manual_seed(seed)
     return MotionAdapter(
         block_out_channels=BLOCKS,
@@ -148,15 +155,11 @@ def tiny_motion_adapter(seed: int = 0):
 def tiny_controlnet(unet, seed: int = 0):
     """A ControlNet from the toy UNet; its conditioning embedding downsamples by the VAE's
     factor (entries - 1 = log2(4)), and its output convs start at zero (ControlNet's rule)."""
-    from diffusers import ControlNetModel
-
     torch.manual_seed(seed)
     return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 32))
 
 
 def tiny_svd_unet(seed: int = 0, num_frames: int = 8):
-    from diffusers import UNetSpatioTemporalConditionModel
-
     torch.manual_seed(seed)
     return UNetSpatioTemporalConditionModel(
         sample_size=SIZE // VAE_FACTOR,
@@ -176,8 +179,6 @@ def tiny_svd_unet(seed: int = 0, num_frames: int = 8):
 
 
 def tiny_temporal_vae(seed: int = 0):
-    from diffusers import AutoencoderKLTemporalDecoder
-
     torch.manual_seed(seed)
     return AutoencoderKLTemporalDecoder(
         in_channels=3,
@@ -193,8 +194,6 @@ def tiny_temporal_vae(seed: int = 0):
 def tiny_image_encoder(seed: int = 0):
     """CLIP vision tower for SVD. Its input stays 224x224 because StableVideoDiffusionPipeline
     resizes the conditioning image to 224 before encoding; 32-pixel patches keep it tiny."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
     cfg = CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=64,
@@ -209,15 +208,11 @@ def tiny_image_encoder(seed: int = 0):
 
 
 def tiny_feature_extractor():
-    from transformers import CLIPImageProcessor
-
     return CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
 
 
 def sd_scheduler():
     """The Stable Diffusion 1.5 noise schedule (scaled-linear betas 0.00085..0.012, 1000 steps)."""
-    from diffusers import DDIMScheduler
-
     return DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,

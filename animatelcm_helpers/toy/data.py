@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 from ..config import UserError
 
@@ -81,8 +84,6 @@ def parse_caption(text: str) -> tuple[int, str | None, str]:
 
 @lru_cache(maxsize=1)
 def _digits():
-    from sklearn.datasets import load_digits
-
     data = load_digits()
     return data.images.astype(np.float32) / 16.0, data.target.astype(np.int64)
 
@@ -92,7 +93,6 @@ def split_indices(split: str) -> np.ndarray:
     """Indices into ``load_digits()`` of the fixed split: stratified, 20% test, seed 0."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use 'train' or 'test'")
-    from sklearn.model_selection import train_test_split
 
     _, labels = _digits()
     train, test = train_test_split(
@@ -104,8 +104,6 @@ def split_indices(split: str) -> np.ndarray:
 @lru_cache(maxsize=4096)
 def glyph(index: int, size: int = 16) -> np.ndarray:
     """Digit ``index`` of ``load_digits()`` as a ``size`` x ``size`` float32 alpha mask in [0, 1]."""
-    from PIL import Image
-
     images, _ = _digits()
     img = Image.fromarray(images[index], mode="F").resize((size, size), Image.BILINEAR)
     return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)

@@ -18,15 +18,21 @@ All batches and noise come from ``training.generator(seed, step)``; every recipe
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, MotionAdapter, UNet2DConditionModel
+from peft import LoraConfig, get_peft_model_state_dict
+from transformers import CLIPTextModel
 
-from .. import training
-from . import configs
-from .data import DIGIT_WORDS, DIRECTIONS, STYLES, MovingDigits, caption
+from .. import detectors, distill, training
+from ..config import UserError
+from ..utils import quiet_loading
+from . import configs, zoo
+from .data import DIRECTIONS, STYLES, MovingDigits, caption, to_uint8
 
 STYLE_LORA_RANK = 8
 STYLE_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "proj_in", "proj_out")
@@ -34,8 +40,6 @@ STYLE_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "proj_in"
 
 def noise_scheduler():
     """The training-time view of the SD1.5 schedule (``add_noise``, alphas_cumprod)."""
-    from diffusers import DDPMScheduler
-
     return DDPMScheduler.from_config(configs.sd_scheduler().config)
 
 
@@ -120,7 +124,8 @@ def train_vae(folder, steps: int, batch: int = 32, lr: float = 2e-3, seed: int =
     return vae, fit
 
 
-def psnr(vae, pixels: torch.Tensor) -> float:
+def vae_psnr(vae, pixels: torch.Tensor) -> float:
+    """PSNR (dB) of the VAE's reconstruction of images (n, 3, H, W) in [-1, 1]."""
     with torch.no_grad():
         recon = vae.decode(vae.encode(pixels).latent_dist.mean).sample.clamp(-1, 1)
     mse = F.mse_loss((recon + 1) / 2, (pixels + 1) / 2).item()
@@ -165,7 +170,6 @@ def diffusion_loss(unet_call, x0, text, scheduler, g, min_snr: float | None = 5.
 def captioned_loss_fn(eps_fn, latents, ids, text, scheduler, batch: int, drop: float = 0.0):
     """The loss of one training step of a text-conditioned recipe: draw ``batch`` latents and
     their captions, drop a fraction ``drop`` of the captions (for CFG), :func:`diffusion_loss`."""
-
     def loss_fn(step, g):
         idx = torch.randint(0, len(latents), (batch,), generator=g)
         cap = dropped(ids[idx], g, drop) if drop else ids[idx]
@@ -213,26 +217,6 @@ def zero_init_motion_outputs(adapter):
     return adapter
 
 
-def motion_unet(unet, adapter):
-    """AnimateDiff's inflation: the image UNet plus motion modules, spatial layers frozen."""
-    from diffusers import UNetMotionModel
-
-    from ..pipelines import quiet_loading
-
-    with quiet_loading():  # from_unet2d's .to() warns about float32 modules it does not have
-        model = UNetMotionModel.from_unet2d(unet, adapter)
-    model.freeze_unet2d_params()
-    return model
-
-
-def extract_adapter(model):
-    """The motion modules of a UNetMotionModel as a MotionAdapter (the same key names)."""
-    adapter = configs.tiny_motion_adapter()
-    state = {k: v for k, v in model.state_dict().items() if "motion_modules" in k}
-    adapter.load_state_dict(state)  # strict: every adapter key must be there
-    return adapter
-
-
 def video_eps(model, xt, t, text):
     """Call a UNetMotionModel on (B, F, C, h, w) latents; the text repeats per frame."""
     b, f = xt.shape[:2]
@@ -243,7 +227,7 @@ def video_eps(model, xt, t, text):
 
 def train_video_teacher(folder, unet, vae, tokenizer, text_encoder, steps: int, batch: int = 16, lr: float = 5e-4,
                         seed: int = 0, drop: float = 0.1, limit: int | None = 2400, progress: bool = True):
-    model = motion_unet(unet, zero_init_motion_outputs(configs.tiny_motion_adapter(seed)))
+    model = distill.motion_unet(unet, zero_init_motion_outputs(configs.tiny_motion_adapter(seed)))
     scheduler = noise_scheduler()
     latents, ids = video_teacher_data(vae, seed, limit)
     text = encode_text(tokenizer, text_encoder, _caption_index()[0])
@@ -251,7 +235,7 @@ def train_video_teacher(folder, unet, vae, tokenizer, text_encoder, steps: int, 
     loss_fn = captioned_loss_fn(lambda x, t, e: video_eps(model, x, t, e), latents, ids, text, scheduler, batch, drop)
     fit = training.fit("toy-video-teacher", {"unet": model}, loss_fn, steps, lr, folder, seed=seed,
                        warmup=100, progress=progress)
-    return extract_adapter(model), model.eval(), fit
+    return distill.extract_adapter(model), model.eval(), fit
 
 
 @torch.no_grad()
@@ -284,15 +268,13 @@ def train_motion_lora(folder, direction: str, unet, adapter, latents, ids, text,
     ``load_lora_weights``, it biases the motion prior toward that direction, which the motion
     modules cannot read from the prompt (they have no text cross-attention).
     Returns the LoRA's state dict (peft names, ``down_blocks.0.motion_modules...``) and the fit."""
-    from peft import LoraConfig, get_peft_model_state_dict
-
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     captions = _caption_index()[0]
     keep = torch.tensor([captions[i].endswith(f"moving {direction}") for i in ids.tolist()])
     if not keep.any():
         raise ValueError(f"no video in the data moves {direction}")
-    model = motion_unet(unet, adapter)
+    model = distill.motion_unet(unet, adapter)
     model.requires_grad_(False)
     model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets),
                       adapter_name=direction)
@@ -320,10 +302,6 @@ def train_style(folder, style: str, unet, vae, tokenizer, text_encoder, steps: i
                 progress: bool = True) -> tuple[dict, training.FitResult]:
     """A peft LoRA (attention and resnet convs) on the frozen image teacher, trained on
     "a seven in <style> style" still images. Returns its state dict (peft names) and the fit."""
-    import copy
-
-    from peft import LoraConfig, get_peft_model_state_dict
-
     unet = copy.deepcopy(unet)  # peft wraps layers in place; keep the caller's UNet clean
     unet.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
@@ -349,13 +327,6 @@ def distillation_inputs(kind: str = "image", limit: int | None = None, seed: int
     frames) or stage 2 (``"video"``: videos, plus the teacher's motion adapter). Returns a dict
     with ``unet``, ``latents``, ``ids``, ``text`` (every caption's embedding; ``text[0]`` is the
     empty caption), ``alphas`` (alphas_cumprod) and, for videos, ``adapter``."""
-    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    from ..config import UserError
-    from ..pipelines import quiet_loading
-    from . import zoo
-
     if kind not in ("image", "video"):
         raise UserError(f"kind must be 'image' (stage 1) or 'video' (stage 2), got {kind!r}")
     root = zoo.root()
@@ -386,15 +357,12 @@ def adapter_data(vae, seed: int = 0, limit: int | None = None, num_frames: int =
     """Plain Moving Digits training videos for the adapters: ``latents`` (N, F, C, h, w), caption
     ``ids``, ``edges`` (N, F, 3, H, W) uint8 control maps (Canny for even videos, line art for
     odd ones, from controlnet-aux) and ``first`` (N, 3, H, W) uint8 first frames (image-to-video)."""
-    from .. import control
-    from .data import to_uint8
-
     _, index = _caption_index()
     pixels, meta = stack(MovingDigits("train", kind="video", num_frames=num_frames, seed=seed), limit)
     n, f = pixels.shape[:2]
     latents = encode_pixels(vae, pixels.flatten(0, 1)).unflatten(0, (n, f))
     frames = to_uint8(pixels.numpy())  # (N, F, H, W, 3)
-    edges = torch.stack([control.as_maps_tensor(control.detect(frames[i], ADAPTER_DETECTORS[i % 2])) for i in range(n)])
+    edges = torch.stack([detectors.as_maps_tensor(detectors.detect(frames[i], ADAPTER_DETECTORS[i % 2])) for i in range(n)])
     first = torch.from_numpy(frames[:, 0]).permute(0, 3, 1, 2).contiguous()
     return {"latents": latents, "ids": torch.tensor([index[c] for c in meta["caption"]]), "edges": edges, "first": first}
 
@@ -414,6 +382,4 @@ def adapter_controlnet(unet, seed: int = 0):
 def consistency_model(unet, adapter, lora: dict):
     """The frozen video consistency model the teacher-free adapters train against: the image
     UNet + the AnimateLCM motion modules + its LCM LoRA (weight 1, as the toy world samples it)."""
-    from .. import distill
-
     return distill.video_student(unet, adapter, lora=lora).requires_grad_(False).eval()

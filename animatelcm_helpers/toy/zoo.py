@@ -17,6 +17,7 @@ its videos are noise, and :func:`is_trained` says so.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -26,8 +27,11 @@ import warnings
 from pathlib import Path
 
 import torch
+from diffusers import StableDiffusionPipeline
+from peft import LoraConfig, get_peft_model_state_dict
 
 from .. import config
+from ..utils import quiet_loading, save_unet_lora
 from . import configs
 
 SHIPPED = Path(__file__).resolve().parent / "weights"
@@ -94,8 +98,6 @@ def file_hashes(folder: Path) -> dict[str, str]:
 
 def save_base(folder: Path, vae, text_encoder, tokenizer, unet, scheduler) -> None:
     """Save an image model in the Stable Diffusion folder layout (model_index.json + parts)."""
-    from diffusers import StableDiffusionPipeline
-
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -109,21 +111,8 @@ def save_base(folder: Path, vae, text_encoder, tokenizer, unet, scheduler) -> No
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-def save_unet_lora(folder: Path, unet_lora_state_dict: dict, weight_name: str = LCM_LORA_FILE) -> None:
-    """Save a UNet LoRA (peft state dict) in diffusers' LoRA format (loadable with load_lora_weights)."""
-    from diffusers import StableDiffusionPipeline
-
-    StableDiffusionPipeline.save_lora_weights(
-        folder, unet_lora_layers=unet_lora_state_dict, weight_name=weight_name, safe_serialization=True
-    )
-
-
 def random_lora_state_dict(unet, rank: int = 4, seed: int = 0, scale: float = 0.02) -> dict:
     """A LoRA on the UNet's attention projections with small random A and B (a stand-in)."""
-    import copy
-
-    from peft import LoraConfig, get_peft_model_state_dict
-
     unet = copy.deepcopy(unet)  # peft wraps layers in place; keep the caller's UNet clean
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(LORA_TARGETS)))
     g = torch.Generator().manual_seed(seed)
@@ -145,7 +134,6 @@ def build_random_zoo(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    from ..pipelines import quiet_loading
 
     try:
         with warnings.catch_warnings(), quiet_loading():

@@ -19,11 +19,11 @@ FVD (do the videos look like real ones?) and cost; in Moving Digits the same que
   analogue, finer than the read-or-not fraction once that saturates) and an **image Frechet
   distance** (:func:`image_features`: the classifier's pooled feature, as FID uses Inception's),
   with :func:`image_floor` as its real-vs-real floor;
-* **cost**: UNet evaluations per video (a classifier-free-guided step counts 2), counted FLOPs
-  (:func:`count_flops`, PyTorch's ``FlopCounterMode``), and wall time.
+* **cost** (UNet evaluations, counted FLOPs, wall time) is counted where the models run
+  (:mod:`animatelcm_helpers.evaluation`, :func:`animatelcm_helpers.utils.count_flops`).
 
-:func:`evaluate` samples a prompt set with a pipeline and returns all of it as one table row;
-``scripts/evaluate.py`` is its command line. The metric nets are trained by
+:func:`animatelcm_helpers.evaluation.evaluate` samples a prompt set with a pipeline and measures it
+with these functions as one table row; ``scripts/evaluate.py`` is its command line. The metric nets are trained by
 :func:`train_metric_nets` (the toy zoo's build calls it) and load from ``<zoo>/metrics``.
 
 Videos are uint8 arrays (N, F, H, W, 3) (or a list of (F, H, W, 3) arrays, or floats in [0, 1]
@@ -35,20 +35,22 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
+from scipy import linalg
 
-from . import training
-from .config import UserError
-from .media import float_to_uint8
-from .toy import data
-from .toy.data import DIRECTIONS, STYLES, MovingDigits
+from .. import training
+from ..config import UserError
+from ..utils import load_safetensors
+from . import data, zoo
+from .data import DIRECTIONS, STYLES, MovingDigits
 
 SIZE = 32  # the canvas the metric nets read
 MIN_SPEED = 0.5  # px a frame: slower than this is "not moving" (real videos move 2 px a frame)
@@ -419,8 +421,6 @@ def train_metric_nets(folder, steps: int | dict | None = None, seed: int = 0, pr
 def save_metric_nets(folder, nets: MetricNets) -> Path:
     """Write ``digit_classifier.safetensors``, ``video_encoder.safetensors`` and
     ``metric_nets.json`` (architectures, training, test accuracies) to ``folder``."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for net, name in ((nets.classifier, CLASSIFIER_FILE), (nets.encoder, ENCODER_FILE)):
@@ -438,11 +438,7 @@ _LOADED: dict[tuple[str, float], MetricNets] = {}
 
 def load_metric_nets(folder=None) -> MetricNets:
     """The trained metric nets from ``folder`` (default: ``<toy zoo>/metrics``); loaded once."""
-    from .pipelines import load_safetensors
-
     if folder is None:
-        from .toy import zoo
-
         folder = zoo.root() / "metrics"
         hint = (
             f"the toy zoo in use ({folder.parent}) has no trained metric nets: build the zoo "
@@ -469,7 +465,8 @@ def load_metric_nets(folder=None) -> MetricNets:
     return _LOADED[key]
 
 
-def _nets(nets: MetricNets | str | Path | None) -> MetricNets:
+def metric_nets(nets: MetricNets | str | Path | None = None) -> MetricNets:
+    """``nets`` if they are loaded metric nets, else the ones in folder ``nets`` (default: the zoo's)."""
     return nets if isinstance(nets, MetricNets) else load_metric_nets(nets)
 
 
@@ -481,7 +478,7 @@ def _nets(nets: MetricNets | str | Path | None) -> MetricNets:
 @torch.no_grad()
 def read_digits(videos, nets: MetricNets | None = None, batch: int = 256) -> np.ndarray:
     """The digit each video shows: the classifier's logits averaged over the frames, argmax."""
-    nets, videos = _nets(nets), as_videos(videos)
+    nets, videos = metric_nets(nets), as_videos(videos)
     return _frame_logits(videos, nets, batch).argmax(dim=1).numpy()
 
 
@@ -507,7 +504,7 @@ def digit_score(videos, prompts, nets: MetricNets | None = None) -> float:
     logits), over all videos or images: 1/N sum_i p(digit_i | video_i). The CLIP-score analogue;
     unlike the read-or-not :func:`faithfulness` it still tells samplers apart once every digit
     is read right (a clean 7 scores higher than a smudged one the classifier barely reads)."""
-    nets, videos = _nets(nets), as_videos(videos)
+    nets, videos = metric_nets(nets), as_videos(videos)
     asked = torch.tensor([a[0] for a in _asked(videos, prompts)])
     probs = _frame_logits(videos, nets).softmax(dim=1)
     return float(probs[torch.arange(len(asked)), asked].mean())
@@ -536,7 +533,7 @@ def faithfulness(videos, prompts, nets: MetricNets | None = None) -> dict:
 @torch.no_grad()
 def video_features(videos, nets: MetricNets | None = None, batch: int = 128) -> np.ndarray:
     """The :class:`VideoEncoder` feature of each video, (N, features) float64."""
-    nets, videos = _nets(nets), as_videos(videos)
+    nets, videos = metric_nets(nets), as_videos(videos)
     net = nets.encoder
     out = [net.features(_for_nets(videos[s : s + batch]).to(_device(net))).cpu().double().numpy()
            for s in range(0, len(videos), batch)]
@@ -551,8 +548,6 @@ def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> float:
     (mu: mean, S: covariance). The matrix square root is scipy's ``sqrtm``; if it is not finite
     (a singular product, e.g. fewer videos than feature dimensions), ``eps`` is added to both
     diagonals, and a tiny imaginary part from rounding is dropped. Never below 0."""
-    from scipy import linalg
-
     a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
     for name, f in (("feats_a", a), ("feats_b", b)):
         if f.ndim != 2:
@@ -590,7 +585,7 @@ def real_videos(split: str = "test", n: int = REFERENCE_SIZE, seed: int = 0, ski
 def reference_features(nets: MetricNets | None = None) -> np.ndarray:
     """Features of the reference set generated videos are compared against: the first
     :data:`REFERENCE_SIZE` test videos in seed-0 order (computed once per set of nets)."""
-    nets = _nets(nets)
+    nets = metric_nets(nets)
     if "test" not in nets._reference:
         nets._reference["test"] = video_features(real_videos("test", REFERENCE_SIZE, seed=0), nets)
     return nets._reference["test"]
@@ -600,7 +595,7 @@ def real_floor(n: int = 360, seed: int = 0, nets: MetricNets | None = None) -> f
     """The Frechet distance of ``n`` REAL test videos from the reference set (the two sets are
     disjoint: these come from the other half of the test split, drawn with ``seed``). A generated
     set of ``n`` videos cannot be expected to do better: read its distance against this floor."""
-    nets = _nets(nets)
+    nets = metric_nets(nets)
     total = len(MovingDigits("test"))
     if not 2 <= n <= total - REFERENCE_SIZE:
         raise UserError(
@@ -621,7 +616,7 @@ def image_features(images, nets: MetricNets | None = None, batch: int = 256) -> 
     (uint8 (N, H, W, 3) is N one-frame videos)."""
     if isinstance(images, np.ndarray) and images.ndim == 4:
         images = images[:, None]
-    nets, videos = _nets(nets), as_videos(images, "images")
+    nets, videos = metric_nets(nets), as_videos(images, "images")
     net, out = nets.classifier, []
     for start in range(0, len(videos), batch):
         x = _for_nets(videos[start : start + batch]).to(_device(net))
@@ -642,7 +637,7 @@ def real_images(n: int = IMAGE_REFERENCE_SIZE, skip: int = 0) -> np.ndarray:
 def image_reference_features(nets: MetricNets | None = None) -> np.ndarray:
     """Features of the real stills generated images are compared against: the first
     :data:`IMAGE_REFERENCE_SIZE` of :func:`real_images` (computed once per set of nets)."""
-    nets = _nets(nets)
+    nets = metric_nets(nets)
     if "images" not in nets._reference:
         nets._reference["images"] = image_features(real_images(IMAGE_REFERENCE_SIZE), nets)
     return nets._reference["images"]
@@ -662,228 +657,12 @@ def image_floor(n: int = IMAGE_REFERENCE_SIZE, nets: MetricNets | None = None) -
 # ------------------------------------------------------------------------------------------
 
 
-def count_flops(fn, *args, **kwargs) -> int:
-    """Total FLOPs of ``fn(*args, **kwargs)`` as PyTorch's ``FlopCounterMode`` counts them
-    (matrix products and convolutions: a multiply-add is 2 FLOPs; element-wise work is free)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn(*args, **kwargs)
-    return int(counter.get_total_flops())
-
-
-class _Captured(Exception):
-    pass
-
-
-def unet_inputs(pipe, frames: int | None = None, height: int | None = None, width: int | None = None):
-    """(args, kwargs) of the UNet's first call when ``pipe`` samples one video (no guidance):
-    caught by a forward pre-hook, so they are shaped exactly as the pipeline shapes them."""
-    spec = pipe.model_spec
-    captured = {}
-
-    def hook(module, args, kwargs):
-        captured["args"], captured["kwargs"] = args, kwargs
-        raise _Captured
-
-    handle = pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
-    kwargs = {} if is_image_pipeline(pipe) else {"num_frames": frames or spec.frames}
-    try:
-        with torch.no_grad():
-            pipe(prompt="a video", height=height or spec.height, width=width or spec.width,
-                 num_inference_steps=1, guidance_scale=1.0, generator=torch.Generator("cpu").manual_seed(0),
-                 output_type="latent", **kwargs)
-    except _Captured:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise UserError("the pipeline never called its UNet; cannot count its FLOPs")
-    return captured["args"], captured["kwargs"]
-
-
-def unet_flops_per_evaluation(pipe, frames: int | None = None, height: int | None = None,
-                              width: int | None = None) -> int:
-    """FLOPs of ONE UNet forward on ONE video (frames x height x width; defaults: the model's),
-    counted on real tensors (LoRA layers, when loaded and not fused, count too)."""
-    args, kwargs = unet_inputs(pipe, frames, height, width)
-    with torch.no_grad():
-        return count_flops(pipe.unet, *args, **kwargs)
-
-
 # ------------------------------------------------------------------------------------------
 # 6. The evaluation harness
 # ------------------------------------------------------------------------------------------
 
 PROMPTS = tuple(data.caption(d, direction) for d in range(10) for direction in DIRECTIONS)
 IMAGE_PROMPTS = tuple(data.caption(d) for d in range(10))  # "a zero" .. "a nine"
-SCHEDULER_NAMES = {
-    "LCMScheduler": "lcm", "TCDScheduler": "tcd", "DDIMScheduler": "ddim",
-    "EulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm++",
-}
-
-
-def scheduler_name(scheduler) -> str:
-    return SCHEDULER_NAMES.get(type(scheduler).__name__, type(scheduler).__name__)
-
-
-def video_seed(prompt_index: int, seed: int) -> int:
-    """The seed of the video of prompt ``prompt_index`` at ``seed``: evaluate()'s video is
-    ``pipelines.generate(pipe, prompts[prompt_index], seed=video_seed(prompt_index, seed), ...)``
-    (up to the float rounding of batching)."""
-    return seed * 10_000 + prompt_index
-
-
-def is_image_pipeline(pipe) -> bool:
-    """True for a text-to-image pipeline (no ``num_frames`` argument), e.g. stage 1's student."""
-    import inspect
-
-    return "num_frames" not in inspect.signature(pipe.__call__).parameters
-
-
-def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, prompts=None,
-             seeds=(0,), batch: int = 40, label: str = "", nets: MetricNets | None = None,
-             scheduler_kwargs: dict | None = None, call_kwargs: dict | None = None,
-             motion_loras: bool = False) -> dict:
-    """Sample one video per (prompt, seed) and measure them: one row of the paper's table.
-
-    The pipeline is called in batches of ``batch`` prompts, each video with its own CPU
-    generator seeded by :func:`video_seed`; ``scheduler`` (a name for ``pipelines.make_scheduler``)
-    replaces the pipeline's sampler for this call only. Returns a dict: ``label``, ``scheduler``,
-    ``steps``, ``guidance``, ``videos``, ``digit``, ``direction``, ``both`` (:func:`faithfulness`),
-    ``frechet`` (vs the real test reference set) and ``floor`` (:func:`real_floor` at the same number
-    of videos; None below 2 videos), ``unet_evals`` (per video), ``gflops`` (UNet GFLOPs per video)
-    and ``seconds`` (wall time per video, sampling and decoding). Default prompts: every digit
-    x every direction (40).
-
-    ``score`` is :func:`digit_score` (the mean probability of the asked digit).
-    An image pipeline (:func:`is_image_pipeline`, e.g. stage 1's) is measured on still images
-    (default prompts :data:`IMAGE_PROMPTS`): direction is None, and ``frechet`` / ``floor`` are
-    the image Frechet distance (:func:`image_features`) and :func:`image_floor`.
-    ``scheduler_kwargs`` go to the sampler's config (e.g. ``original_inference_steps``),
-    ``call_kwargs`` to the pipeline call (e.g. ``eta=0.3``, TCD's gamma).
-    ``motion_loras=True`` samples each prompt with the motion LoRA of its motion word
-    (:func:`pipelines.use_motion_lora`, the prompts grouped by direction), then unloads the
-    ones it loaded and puts the other adapters' weights back."""
-    from . import pipelines
-
-    nets = _nets(nets)  # fail before sampling, not after
-    image = is_image_pipeline(pipe)
-    default = IMAGE_PROMPTS if image else PROMPTS
-    prompts = list(default if prompts is None else ([prompts] if isinstance(prompts, str) else prompts))
-    if not prompts:
-        raise UserError("no prompts: give at least one, e.g. 'a seven moving left'")
-    if len(prompts) > 10_000:
-        raise UserError(f"at most 10000 prompts per evaluation, got {len(prompts)}")
-    for p in prompts:
-        data.parse_caption(p)
-    steps = pipelines.check_int("steps", steps, 1, hint=" (denoising steps)")
-    guidance = pipelines.check_range("guidance", guidance, 0.0)
-    batch = pipelines.check_int("batch", batch, 1)
-    seeds = [pipelines.check_int("seed", s, 0) for s in (seeds if not isinstance(seeds, int) else [seeds])]
-    if not seeds:
-        raise UserError("no seeds: give at least one, e.g. seeds=(0,)")
-    spec = pipe.model_spec
-    jobs = [(i, s) for s in seeds for i in range(len(prompts))]
-    groups = {None: jobs}
-    if motion_loras:
-        if image:
-            raise UserError("motion_loras=True needs a text-to-video pipeline")
-        moves = [data.parse_caption(p)[1] for p in prompts]
-        if None in moves:
-            raise UserError("motion_loras=True needs a motion word in every prompt, e.g. 'a seven moving left'")
-        groups = {d: [j for j in jobs if moves[j[0]] == d] for d in dict.fromkeys(moves)}
-        jobs = [j for group in groups.values() for j in group]
-    original = pipe.scheduler
-    if motion_loras:  # to put the pipeline back as it was: its adapters and their weights
-        adapters_before = set(pipe.get_list_adapters().get("unet", []))
-        weights_before = dict(getattr(pipe, "adapter_weights", {}))
-    if scheduler is not None:
-        pipe.scheduler = pipelines.make_scheduler(scheduler, original.config, **(scheduler_kwargs or {}))
-    elif scheduler_kwargs:
-        pipe.scheduler = original.__class__.from_config(original.config, **scheduler_kwargs)
-    try:
-        name = scheduler_name(pipe.scheduler)
-        if name == "lcm" and steps > pipelines.MAX_LCM_STEPS:
-            raise UserError(f"steps must be at most {pipelines.MAX_LCM_STEPS} for the LCM scheduler, got {steps}")
-        videos, evals, seconds = [], [], 0.0
-        chunks = []
-        for move, group in groups.items():
-            chunks += [(move, group[start : start + batch]) for start in range(0, len(group), batch)]
-        for move, chunk in chunks:
-            if motion_loras:
-                pipelines.use_motion_lora(pipe, move)
-            generators = [torch.Generator("cpu").manual_seed(video_seed(i, s)) for i, s in chunk]
-            t0 = time.perf_counter()
-            kwargs = dict(call_kwargs or {})
-            if not image:
-                kwargs["num_frames"] = spec.frames
-            with pipelines.count_unet_evaluations(pipe.unet, videos=len(chunk)) as counter, torch.inference_mode():
-                out = pipe(prompt=[prompts[i] for i, _ in chunk], height=spec.height, width=spec.width,
-                           num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-                           output_type="np", **kwargs)
-            seconds += time.perf_counter() - t0
-            evals.append(counter["n"])
-            frames = np.asarray(out.images, dtype=np.float32)[:, None] if image else np.asarray(out.frames, dtype=np.float32)
-            videos.append(float_to_uint8(frames))
-        flops = unet_flops_per_evaluation(pipe, None if image else spec.frames, spec.height, spec.width)
-    finally:
-        pipe.scheduler = original
-        if motion_loras:
-            added = [a for a in pipe.get_list_adapters().get("unet", []) if a not in adapters_before]
-            if added:
-                pipe.delete_adapters(added)
-            # the LoRAs that were there get their recorded weights back (0 when none was recorded,
-            # which is how use_motion_lora left them)
-            restore = {a: weights_before.get(a, 0.0) for a in pipe.get_list_adapters().get("unet", [])}
-            if restore:
-                pipe.set_adapters(list(restore), list(restore.values()))
-            pipe.adapter_weights = weights_before
-    videos = np.concatenate(videos)
-    asked = [prompts[i] for i, _ in jobs]
-    faith = faithfulness(videos, asked, nets)
-    faith["score"] = digit_score(videos, asked, nets)
-    frechet = floor = None
-    if image:
-        faith["direction"] = faith["both"] = None
-        if len(videos) >= 2:
-            frechet = frechet_distance(image_features(videos, nets), image_reference_features(nets))
-            floor = image_floor(min(len(videos), len(MovingDigits("test", kind="image")) - IMAGE_REFERENCE_SIZE), nets)
-    elif len(videos) >= 2:
-        frechet = frechet_distance(video_features(videos, nets), reference_features(nets))
-        floor = real_floor(min(len(videos), len(MovingDigits("test")) - REFERENCE_SIZE), nets=nets)
-    unet_evals = max(evals)
-    return {
-        "label": label, "scheduler": name, "steps": steps, "guidance": guidance, "videos": len(videos),
-        **faith, "frechet": frechet, "floor": floor, "unet_evals": unet_evals,
-        "gflops": unet_evals * flops / 1e9, "seconds": seconds / len(videos),
-    }
-
-
-COLUMNS = (  # (key, header, format)
-    ("label", "model", "{}"), ("scheduler", "scheduler", "{}"), ("steps", "steps", "{}"),
-    ("guidance", "CFG", "{:g}"), ("digit", "digit", "{:.2f}"), ("direction", "direction", "{:.2f}"),
-    ("both", "both", "{:.2f}"), ("score", "digit p", "{:.3f}"), ("frechet", "Frechet", "{:.2f}"), ("floor", "floor", "{:.2f}"),
-    ("unet_evals", "UNet evals", "{}"), ("gflops", "UNet GFLOPs", "{:.3g}"), ("seconds", "s/video", "{:.3f}"),
-)
-
-
-def format_table(rows, floor: float | None = None) -> str:
-    """Rows of :func:`evaluate` as a markdown table; ``floor`` (e.g. :func:`real_floor`) adds a
-    footer line with the real-vs-real Frechet distance."""
-    rows = list(rows)
-    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)] or list(COLUMNS)
-    cell = lambda r, key, fmt: "-" if r.get(key) is None else fmt.format(r[key])
-    table = [[h for _, h, _ in cols]] + [[cell(r, k, f) for k, _, f in cols] for r in rows]
-    widths = [max(len(line[j]) for line in table) for j in range(len(cols))]
-
-    def fmt(line):  # text left, numbers right
-        return "| " + " | ".join(v.ljust(w) if j < 2 else v.rjust(w) for j, (v, w) in enumerate(zip(line, widths))) + " |"
-
-    lines = [fmt(table[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, table[1:])]
-    if floor is not None:
-        lines.append(f"real-vs-real Frechet distance (the floor): {floor:.2f}")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------
