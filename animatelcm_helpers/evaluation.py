@@ -187,19 +187,29 @@ def evaluate(pipe, steps: int, guidance: float, scheduler: str | None = None, pr
     faith = metrics.faithfulness(videos, asked, nets)
     faith["score"] = metrics.digit_score(videos, asked, nets)
     frechet = floor = None
+    intervals = {}
     if image:
         faith["direction"] = faith["both"] = None
         if len(videos) >= 2:
-            frechet = metrics.frechet_distance(metrics.image_features(videos, nets), metrics.image_reference_features(nets))
+            feats, reference = metrics.image_features(videos, nets), metrics.image_reference_features(nets)
+            frechet = metrics.frechet_distance(feats, reference)
             floor = metrics.image_floor(min(len(videos), len(toy_data.MovingDigits("test", kind="image")) - metrics.IMAGE_REFERENCE_SIZE), nets)
     elif len(videos) >= 2:
-        frechet = metrics.frechet_distance(metrics.video_features(videos, nets), metrics.reference_features(nets))
+        feats, reference = metrics.video_features(videos, nets), metrics.reference_features(nets)
+        frechet = metrics.frechet_distance(feats, reference)
         floor = metrics.real_floor(min(len(videos), len(toy_data.MovingDigits("test")) - metrics.REFERENCE_SIZE), nets=nets)
+    if len(videos) >= 2:  # the 95 % bootstrap intervals over the videos (metrics, "one rule for wins and ties")
+        for key in ("digit", "direction"):
+            if faith.get(key) is not None:
+                iv = metrics.proportion_interval(faith[key], len(videos))
+                intervals[key] = [iv.low, iv.high]
+        iv = metrics.frechet_interval(feats, reference)
+        intervals["frechet"] = [iv.low, iv.high]
     unet_evals = max(evals)
     return {
         "label": label, "scheduler": name, "steps": steps, "guidance": guidance, "videos": len(videos),
         **faith, "frechet": frechet, "floor": floor, "unet_evals": unet_evals,
-        "gflops": unet_evals * flops / 1e9, "seconds": seconds / len(videos),
+        "gflops": unet_evals * flops / 1e9, "seconds": seconds / len(videos), "intervals": intervals,
     }
 
 

@@ -7,6 +7,7 @@ temporary file beside the target, then renamed, so a crash never leaves half a v
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import mediapy
 import numpy as np
+from IPython.display import Code, Markdown, display
 from PIL import Image, ImageSequence
 
 from .config import UserError
@@ -151,3 +153,17 @@ def show_rows(videos: dict, scale: int | None = None) -> None:
     grids = {k: frame_grid(v) for k, v in videos.items()}
     scale = scale or max(1, 128 // max(max(as_video(v).shape[1:3]) for v in videos.values()))
     mediapy.show_images([upscale(g[None], scale)[0] for g in grids.values()], titles=list(grids), columns=1)
+
+
+def show_code(*objects) -> None:
+    """Show the source of helper functions or classes in a notebook, syntax-highlighted: the code a
+    formula above it describes, as the package runs it (``inspect.getsource``; the notebook never
+    keeps a copy that could drift from the package)."""
+    source = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
+    display(Code(source, language="python"))
+
+
+def show_markdown(text: str) -> None:
+    """Show ``text`` as rendered Markdown: prose whose numbers are computed (an f-string of the
+    results), so the sentence and the output cannot disagree."""
+    display(Markdown(text))

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .config import UserError
+from .toy import metrics
 
 FOLDER = Path(__file__).resolve().parent / "results"
 
@@ -47,6 +48,23 @@ def load(name: str, folder: Path = FOLDER) -> dict:
 def rows(name: str, **where) -> list[dict]:
     """The rows of table ``name`` whose fields equal ``where`` (e.g. ``scheduler="lcm"``)."""
     return [r for r in load(name)["rows"] if all(r.get(k) == v for k, v in where.items())]
+
+
+def interval(row: dict, key: str) -> metrics.Interval | None:
+    """The 95 % interval of ``row[key]`` over the row's ``videos``: the stored bootstrap interval
+    (``row["intervals"]``, which evaluation.evaluate records) when the row has one, else, for a
+    fraction (digit, direction, style), the bootstrap of its 0/1 outcomes from the fraction and the
+    count (``metrics.proportion_interval``); None when neither is possible (a Frechet distance
+    measured before intervals were stored)."""
+    value, n = row.get(key), row.get("videos")
+    if value is None or not n:
+        return None
+    stored = (row.get("intervals") or {}).get(key)
+    if stored is not None:
+        return metrics.Interval(float(value), float(stored[0]), float(stored[1]), int(n))
+    if key in ("digit", "direction", "both", "style") and 0.0 <= value <= 1.0:
+        return metrics.proportion_interval(float(value), int(n))
+    return None
 
 
 # The paper's table 1 (AnimateLCM, arXiv 2402.00769 v3): UCF-101 zero-shot, 16 frames, 512x512;

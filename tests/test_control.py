@@ -31,8 +31,13 @@ def test_other_detectors_without_weights(kind):
     assert len(maps) == 2 and maps[0].size == (32, 32) and np.asarray(maps[0]).max() > 0
 
 
-def test_detectors_that_need_the_hub_say_so_offline():
-    with pytest.raises(hub.MissingWeightsError, match="canny"):
+def test_detectors_that_need_the_hub_say_so_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache, offline
+    detectors._hub_detector.cache_clear()
+    with pytest.raises(UserError, match=r"needs body_pose_model.pth .* not in the Hugging Face cache.*"
+                                        r"python -m animatelcm_helpers download annotators"):
         detectors.detect(square_video(1), "openpose")
     with pytest.raises(UserError, match="unknown detector"):
         detectors.detect(square_video(1), "sobel")

@@ -19,7 +19,7 @@ from animatelcm_helpers.toy.data import DIRECTION_VECTORS, MovingDigits, caption
 ROOT = Path(__file__).resolve().parents[1]
 
 ROW_KEYS = {"label", "scheduler", "steps", "guidance", "videos", "digit", "direction", "both", "score",
-            "frechet", "floor", "unet_evals", "gflops", "seconds"}
+            "frechet", "floor", "unet_evals", "gflops", "seconds", "intervals"}
 
 
 @pytest.fixture(scope="module")
@@ -319,3 +319,34 @@ def test_evaluate_with_motion_loras_uses_each_prompts_own(lcm_pipe, nets):
     assert (row["digit"], row["direction"]) == (alone["digit"], alone["direction"])
     with pytest.raises(UserError, match="motion word"):
         evaluation.evaluate(lcm_pipe, steps=1, guidance=1.0, prompts=["a one"], nets=metric_nets, motion_loras=True)
+
+
+def test_bootstrap_intervals_and_the_tie_rule():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 1.0, 400)
+    iv = metrics.bootstrap(x)
+    # the percentile bootstrap of a mean is close to the normal interval mean +- 1.96 s / sqrt(n)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert iv.value == pytest.approx(x.mean()) and iv.n == 400
+    assert iv.low == pytest.approx(x.mean() - half, abs=0.03) and iv.high == pytest.approx(x.mean() + half, abs=0.03)
+    assert metrics.bootstrap(x) == iv  # seeded: the same data, the same interval
+    # a fraction from (p, n) alone equals the bootstrap of its raw outcomes
+    raw = np.r_[np.ones(953), np.zeros(7)]
+    assert metrics.proportion_interval(953 / 960, 960) == metrics.bootstrap(raw)
+    # issue 22's example: 953 against 947 of 960 is a tie, not "more often than both"
+    a, b = metrics.proportion_interval(953 / 960, 960), metrics.proportion_interval(947 / 960, 960)
+    assert metrics.compare(a, b) == "tie"
+    c = metrics.proportion_interval(0.5, 960)
+    assert metrics.compare(a, c) == "win" and metrics.compare(c, a) == "loss"
+    assert metrics.compare(c, a, higher_is_better=False) == "win"  # a distance: lower is better
+    assert str(a).endswith("(n = 960)")
+    with pytest.raises(UserError, match="at least 2 measured items"):
+        metrics.bootstrap([1.0])
+
+
+def test_frechet_interval_brackets_the_distance(nets):
+    real = metrics.reference_features(nets[0])
+    feats = real[:60] + np.random.default_rng(1).normal(0, 0.5, real[:60].shape)
+    iv = metrics.frechet_interval(feats, real, draws=50)
+    assert iv.value == pytest.approx(metrics.frechet_distance(feats, real))
+    assert iv.low < iv.high and iv.n == 60

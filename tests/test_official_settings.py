@@ -53,8 +53,8 @@ def test_svd_settings_follow_the_official_app():
 
 
 @pytest.mark.parametrize("kind, gib, expected", [
-    ("svd", None, (False, False, 8)),  # a CPU: nothing to save
-    ("svd", 80.0, (False, False, 8)),  # an A100 / H100: the whole pipeline on the GPU
+    ("svd", None, (False, False, 4)),  # a CPU: nothing to save
+    ("svd", 80.0, (False, False, 4)),  # an A100 / H100: the whole pipeline on the GPU
     ("svd", 24.0, (True, False, 4)),  # an L4 / A10: model offload, the official app's 4 frames at a time
     ("svd", 15.0, (True, True, 2)),  # a T4 (15 GiB usable): offload, feed-forward chunking, 2 frames
     ("t2v", 80.0, (False, False, 16)),

@@ -653,12 +653,85 @@ def image_floor(n: int = IMAGE_REFERENCE_SIZE, nets: MetricNets | None = None) -
 
 
 # ------------------------------------------------------------------------------------------
-# 5. Cost: FLOPs
+# 5. One rule for wins and ties: 95 % bootstrap intervals
 # ------------------------------------------------------------------------------------------
+#
+# Every comparison the course calls a win states its sample size and a 95 % interval; two
+# results whose intervals overlap are a TIE. The interval is the percentile bootstrap over the
+# measured items (videos, images or seeds): draw n items with replacement B times, recompute the
+# statistic each time, take the 2.5 % and 97.5 % quantiles. The draws are seeded: the same data
+# give the same interval.
+
+INTERVAL_LEVEL = 0.95
+BOOTSTRAP_DRAWS = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A measured figure with its 95 % bootstrap interval: ``value`` on the whole sample of ``n``,
+    ``low`` .. ``high`` the interval."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def overlaps(self, other: "Interval") -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def format(self, digits: int = 2) -> str:
+        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+    def __str__(self) -> str:
+        return f"{self.format()} (n = {self.n})"
+
+
+def bootstrap(values, statistic=np.mean, draws: int = BOOTSTRAP_DRAWS, level: float = INTERVAL_LEVEL,
+              seed: int = 0) -> Interval:
+    """The percentile bootstrap interval of ``statistic`` over ``values`` (one entry per item:
+    a number, or a row of features)::
+
+        for b in 1..B:  idx_b ~ U{0..n-1}^n (with replacement),  s_b = statistic(values[idx_b])
+        interval = [quantile(s, (1 - level) / 2), quantile(s, (1 + level) / 2)]
+    """
+    values = np.asarray(values)
+    n = len(values)
+    if n < 2:
+        raise UserError(f"an interval needs at least 2 measured items, got {n}")
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic(values[rng.integers(0, n, n)]) for _ in range(draws)], dtype=np.float64)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(float(statistic(values)), float(lo), float(hi), n)
+
+
+def proportion_interval(p: float, n: int, draws: int = BOOTSTRAP_DRAWS, level: float = INTERVAL_LEVEL,
+                        seed: int = 0) -> Interval:
+    """:func:`bootstrap` of a fraction (digit or direction read right) from the fraction ``p`` and
+    the number of items ``n`` alone: resampling n outcomes of which k = p n are 1 draws the count
+    from Binomial(n, k / n), so the stored tables give the same interval as their raw outcomes."""
+    k = int(round(p * n))
+    if n < 2 or not 0 <= k <= n:
+        raise UserError(f"need a fraction in [0, 1] of at least 2 items, got p={p}, n={n}")
+    return bootstrap(np.r_[np.ones(k), np.zeros(n - k)], np.mean, draws, level, seed)
+
+
+def frechet_interval(feats, reference, draws: int = 200, level: float = INTERVAL_LEVEL, seed: int = 0) -> Interval:
+    """:func:`bootstrap` of the Frechet distance over the generated videos (their features
+    resampled, the real reference set fixed)."""
+    reference = np.asarray(reference, np.float64)
+    return bootstrap(np.asarray(feats, np.float64), lambda f: frechet_distance(f, reference), draws, level, seed)
+
+
+def compare(a: Interval, b: Interval, higher_is_better: bool = True) -> str:
+    """"win" when ``a``'s interval lies wholly on the better side of ``b``'s, "loss" on the worse
+    side, "tie" when they overlap."""
+    if a.overlaps(b):
+        return "tie"
+    return "win" if (a.value > b.value) == higher_is_better else "loss"
 
 
 # ------------------------------------------------------------------------------------------
-# 6. The evaluation harness
+# 6. The prompt sets of the evaluation harness (animatelcm_helpers.evaluation)
 # ------------------------------------------------------------------------------------------
 
 PROMPTS = tuple(data.caption(d, direction) for d in range(10) for direction in DIRECTIONS)
