@@ -72,7 +72,7 @@ media.show_videos({item["caption"]: to_uint8(item["pixel_values"]) for item in e
 #
 # 1. a **base image model** (`AnimateDiffPipeline.from_pretrained(base, motion_adapter=...)`): a personalized SD1.5 in the full world;
 # 2. a **motion adapter** (`MotionAdapter`): temporal attention layers inserted after each spatial block, distilled with the consistency loss;
-# 3. the **LCM LoRA** on the spatial layers (`load_lora_weights(..., adapter_name="lcm-lora")`, weight 0.8 in the official demo): the image consistency model from stage 1 of the paper;
+# 3. the **LCM LoRA** on the spatial layers (`load_lora_weights(..., adapter_name="lcm-lora")`, weight `0.8` in the official demo): the image consistency model from stage 1 of the paper;
 # 4. the **`LCMScheduler`**: consistency sampling, a handful of steps, no classifier-free guidance needed.
 #
 # `pipelines.load_t2v` does exactly this, in either world: in the full world from Hub ids (in `config.HUB`, with revisions), in the toy

@@ -27,7 +27,7 @@
 #
 # **Prerequisites:** notebook 05 (where the toy adapters come from) helps; notebook 00 (generating with AnimateLCM).
 #
-# **Run time:** toy world on a CPU: about 1 minute (test mode < 2 minutes); full world on a GPU: about a minute per setting after downloading the SD1.5 ControlNets (1.4 GB each).
+# **Run time:** toy world on a CPU: about 1 minute (test mode < 2 minutes); full world on a GPU: about a minute per setting after downloading the SD1.5 ControlNets (`download control`: a ControlNet is about `0.7` GB in float16).
 
 # %%
 # Colab: install the course's helpers only where they are missing.

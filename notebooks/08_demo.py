@@ -148,7 +148,7 @@ media.show_videos(styled)
 # %% [markdown]
 # ## 5. The SVD-xt tab: image-to-video
 #
-# AnimateLCM-SVD-xt animates an image in a few steps (notebook 07). The demo's guidance ramps over frames from 1.0 to 1.2, so
+# AnimateLCM-SVD-xt animates an image in a few steps (notebook 07). The demo's guidance ramps over frames from `1.0` to `1.2`, so
 # each step costs two UNet evaluations. In the toy world the SVD model is **random-initialised** unless the zoo has a trained
 # one: the result's note says which, and a random one makes noise (it still runs the full world's code).
 
@@ -193,7 +193,7 @@ for suffix in (".gif", ".mp4"):
 # 1. In the app, make the same video with 1, 2, 4 and 8 steps (seed 0). Where does it stop getting better? Compare with
 #    notebook 04's table.
 # 2. Set CFG to 1.5 and 2.0: how do the video and the UNet evaluations change?
-# 3. Try each personal LoRA at alpha 0.4, 0.8 and 1.6. When does the digit stop being readable?
+# 3. Try each personal LoRA at alpha `0.4`, `0.8` and `1.6`. When does the digit stop being readable?
 # 4. Upload an image of your own (a PNG) in the SVD-xt tab. What does the motion bucket change?
 # 5. Add a tab: write `fields`, `validate` and `run` functions for a new model and append a `demo.Tab` to `demo.TABS`.
 #    The image-to-video tab (AnimateLCM + the I2V adapter of notebook 06) is such an entry: it appears only where the
