@@ -1,6 +1,7 @@
 """The command line: quick experiments and checks from outside a notebook.
 
     python -m animatelcm_helpers generate --prompt "a seven moving left" --steps 4 --out seven.gif
+    python -m animatelcm_helpers generate --prompt "a seven" --base my_base.safetensors --lora my_style.safetensors:0.8
     python -m animatelcm_helpers models
     python -m animatelcm_helpers download t2v svd     # a workshop's offline cache (or --all, or --list)
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from . import config, hub, media, pipelines
 from .config import UserError
 from .toy import zoo
+from .toy.data import STYLES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int, help="height in pixels (a multiple of the VAE factor)")
     g.add_argument("--width", type=int, help="width in pixels (a multiple of the VAE factor)")
     g.add_argument("--lcm-lora-weight", type=float, help="weight of the LCM LoRA, 0..1 (default: the model's)")
+    g.add_argument("--base", help="the base image model: a name (see `models`), a Hub id in diffusers' layout "
+                   "(full world), or a single-file DreamBooth .safetensors on this machine (original SD layout)")
+    g.add_argument("--lora", action="append", default=[], metavar="PATH_OR_ID[:ALPHA]",
+                   help="a personal LoRA beside the LCM LoRA, at ALPHA (0..2, default 0.8): a name (see `models`; "
+                        "toy: the styles), a LoRA .safetensors (diffusers' or kohya's format) or a Hub file "
+                        "owner/name/FILE.safetensors; repeat for several")
     g.add_argument("--motion-lora", help="a motion LoRA that steers the motion (toy: left/right/up/down; "
                    "full: pan-left, tilt-up, zoom-in, ...)")
     g.add_argument("--motion-lora-weight", type=float, default=1.0, help="its weight, 0..2 (default 1)")
@@ -72,6 +80,20 @@ def cmd_download(args) -> int:
     return 0
 
 
+def parse_lora(text: str) -> tuple[str, float]:
+    """``--lora PATH_OR_ID[:ALPHA]`` -> (PATH_OR_ID, ALPHA); ALPHA defaults to 0.8 (the official demo's)
+    and is read only when what follows the last ':' is a number (so ``C:\\loras\\x.safetensors`` is a path)."""
+    lora, sep, tail = text.rpartition(":")
+    if sep:
+        try:
+            return lora, float(tail)
+        except ValueError:
+            pass
+    if not text.strip():
+        raise UserError("--lora needs a LoRA: a name, a .safetensors path or a Hub file, optionally :ALPHA")
+    return text, config.PERSONAL_LORA_ALPHA
+
+
 def cmd_models(args) -> int:
     worlds = [args.world] if args.world else list(config.WORLDS)
     for world in worlds:
@@ -82,6 +104,10 @@ def cmd_models(args) -> int:
                 f"  {'':<11} {spec.scheduler} scheduler, {spec.steps} steps, guidance {spec.guidance}, "
                 f"{spec.frames} frames at {spec.width}x{spec.height}"
             )
+        print(f"  bases (--base): {', '.join(config.BASES[world])}, or a single-file .safetensors"
+              + (", or a Hub id" if world == "full" else ""))
+        loras = list(config.PERSONAL_LORAS[world]) or [s for s in STYLES if s != "plain"]
+        print(f"  personal LoRAs (--lora NAME[:ALPHA]): {', '.join(loras)}, or a .safetensors file")
     if "toy" in worlds:
         print(f"toy zoo: {zoo.status()}")
     return 0
@@ -97,7 +123,8 @@ def cmd_generate(args) -> int:
         if not zoo.is_trained():
             print("note: the toy zoo is not trained yet; random-initialised stand-in weights make this video",
                   file=sys.stderr)
-    pipe = pipelines.load_t2v(args.model, lcm_lora_weight=args.lcm_lora_weight)
+    loras = [parse_lora(text) for text in args.lora]
+    pipe = pipelines.load_t2v(args.model, lcm_lora_weight=args.lcm_lora_weight, base=args.base, loras=loras)
     if args.motion_lora:
         pipelines.use_motion_lora(pipe, args.motion_lora, args.motion_lora_weight)
     result = pipelines.generate(
@@ -108,6 +135,8 @@ def cmd_generate(args) -> int:
     f, h, w, _ = result.frames.shape
     print(
         f"wrote {args.out}: {f} frames {w}x{h}, {world} world, model {args.model}"
+        + (f", base {args.base}" if args.base else "")
+        + "".join(f", LoRA {lora} at {alpha:g}" for lora, alpha in loras)
         + (f", motion LoRA {args.motion_lora}" if args.motion_lora else "") + ", "
         f"{result.steps} steps, guidance {result.guidance:g}, seed {result.seed}, "
         f"{result.unet_evaluations} UNet evaluations, {result.seconds:.2f} s"

@@ -113,12 +113,55 @@ HUB: dict[str, Weights] = {
     "motion_lora_tilt_down": Weights("guoyww/animatediff-motion-lora-tilt-down", weight_name=MOTION_LORA_FILE),
     "motion_lora_zoom_in": Weights("guoyww/animatediff-motion-lora-zoom-in", weight_name=MOTION_LORA_FILE),
     "motion_lora_zoom_out": Weights("guoyww/animatediff-motion-lora-zoom-out", weight_name=MOTION_LORA_FILE),
+    # More personalized SD1.5 bases in diffusers' layout (the demo's base menu): Realistic Vision (the
+    # AnimateDiff docs' base; the official AnimateLCM demos default to a "realistic" DreamBooth file) and
+    # DreamShaper 8 (one of AnimateDiff-Lightning's demo bases). Both ship safetensors; DreamShaper fp16 too.
+    "realistic_vision": Weights("SG161222/Realistic_Vision_V5.1_noVAE"),
+    "dreamshaper": Weights("Lykon/dreamshaper-8", variant="fp16"),
+    # Only the component configs and the tokenizer of SD1.5: the layout a single-file DreamBooth checkpoint
+    # (original SD names) is read into (``from_single_file(config=...)``); no weights are fetched for it.
+    "sd15_layout": Weights("stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    # Personal style LoRAs for SD1.5 in kohya's format (the demo's LoRA menu); their trigger words below.
+    "lora_pixel_art": Weights("artificialguybr/pixelartredmond-1-5v-pixel-art-loras-for-sd-1-5",
+                              weight_name="PixelArtRedmond15V-PixelArt-PIXARFK.safetensors"),
+    "lora_coloring_book": Weights("artificialguybr/coloringbook-redmond-1-5v-coloring-book-lora-for-liberteredmond-sd-1-5",
+                                  weight_name="ColoringBookRedmond15V-LiberteRedmond-ColoringBookAF.safetensors"),
+    # AnimateLCM-I2V (official): motion modules + image encoder in one pickle (read once with
+    # torch.load(weights_only=True) and converted into the cache: i2v_official.py) and its own spatial LCM LoRA.
+    "animatelcm_i2v": Weights("wangfuyun/AnimateLCM-I2V", weight_name="AnimateLCM_sd15_i2v.ckpt"),
+    "animatelcm_i2v_lora": Weights("wangfuyun/AnimateLCM-I2V", weight_name="AnimateLCM_sd15_i2v_lora.safetensors"),
+    # The text-to-video motion adapter's config.json only: the I2V motion modules' architecture (attention
+    # heads, GroupNorm groups), which a checkpoint's shapes do not record.
+    "animatelcm_motion_config": Weights("wangfuyun/AnimateLCM", weight_name="config.json"),
 }
+
 
 
 def toy_weights(path: str, weight_name: str | None = None) -> Weights:
     """A component of the toy zoo, by its folder relative to the zoo's root."""
     return Weights(path, revision=None, weight_name=weight_name, local=True)
+
+
+# Personalized bases and LoRAs by the names the command line (``--base``, ``--lora``), ``load_t2v`` and
+# the demo's menus take, per world. Besides these: a Hub id in diffusers' layout, or a file on this
+# machine (a single-file ``.safetensors`` base in the original SD layout, a LoRA ``.safetensors``).
+# The toy world's LoRAs are the zoo's styles (``pipelines.style_weights``).
+BASES: dict[str, dict[str, Weights]] = {
+    "full": {"epicrealism": HUB["epicrealism"], "realistic-vision": HUB["realistic_vision"],
+             "dreamshaper": HUB["dreamshaper"]},
+    "toy": {"toy": toy_weights("base")},
+}
+PERSONAL_LORAS: dict[str, dict[str, Weights]] = {
+    "full": {"pixel-art": HUB["lora_pixel_art"], "coloring-book": HUB["lora_coloring_book"]},
+    "toy": {},
+}
+# The words each LoRA was trained to answer to (its model card's "instance_prompt"): put them in the prompt.
+LORA_TRIGGERS = {"pixel-art": "pixel art, PixArFK", "coloring-book": "Coloring Book, ColoringBookAF"}
+# Where a single-file checkpoint's component configs and tokenizer come from: a config.HUB key (its files
+# in hub_files.json, used_by that key) in the full world, the zoo's base folder in the toy world.
+SINGLE_FILE_LAYOUT = {"full": "sd15_layout", "toy": "base"}
+PERSONAL_LORA_RANGE = (0.0, 2.0)  # the official demo's "LoRA alpha" slider
+PERSONAL_LORA_ALPHA = 0.8  # its default
 
 
 # --------------------------------------------------------------------------------------------

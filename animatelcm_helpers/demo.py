@@ -21,12 +21,22 @@ The app is three layers, so that everything but the drawing runs without a brows
    and shows the seconds and UNet evaluations; a bad value is a message in the tab, not a traceback.
 
 Adding a tab is data: write its fields and its ``validate``/``run`` functions and append
-``Tab(...)`` to :data:`TABS`. The image-to-video tab (AnimateLCM + the I2V adapter of
-``control.py``) is such an entry; it shows only where its model exists (:func:`i2v_available`).
+``Tab(...)`` to :data:`TABS`. The image-to-video tab is such an entry: in the full world the official
+AnimateLCM-I2V (``i2v_official``: its checkpoint converted once, the official controls: motion
+scale 0.8 (0..1.5), steps 4, CFG 1, 16 frames at 512x512), in the toy world the zoo's model
+(:func:`i2v_pipe` is the one place that says which); it shows only where its model exists
+(:func:`i2v_available`).
+
+The text-to-video and image-to-video tabs take a base DreamBooth model and a personal LoRA as the
+official demo does: a menu of the world's (``config.BASES``; ``config.PERSONAL_LORAS`` or the toy
+styles) plus "a file on this machine" with its path (a single-file ``.safetensors`` checkpoint in the
+original SD layout; a LoRA ``.safetensors`` in diffusers' or kohya's format), the LoRA at its alpha
+(0.8, 0..2) beside the LCM LoRA.
 """
 
 from __future__ import annotations
 
+import gc
 import html
 import io
 import re
@@ -40,10 +50,13 @@ import ipywidgets as w
 import mediapy
 import numpy as np
 import PIL.Image
+import torch
 
-from . import config, control, loading, media, pipelines, svd, utils
+from . import config, control, i2v, i2v_official, loading, media, pipelines, svd, utils
+from .checkpoint_formats import check_weights_file
 from .config import UserError
 from .svd import check_image
+from .toy import zoo
 from .toy.data import STYLES, MovingDigits, to_uint8
 
 # ------------------------------------------------------------------------------------------
@@ -84,31 +97,47 @@ LIMITS = {
     "toy": Limits(steps=(1, 25), size=(16, 64), frames=(1, 16), cfg=(1.0, 2.0)),
 }
 NO_LORA = "none"
+FILE = "a file on this machine"  # the menus' last entry: the path comes from the text field beside it
 SVD_STEPS = (1, 8)  # AnimateLCM-SVD-xt is made for 1 to 8 steps
 SVD_EXAMPLES = 4  # example images: the first frames of this many Moving Digits test videos
 
 
 def bases(world: str) -> dict[str, str]:
-    """{label: model name} of the world's few-step (LCM) text-to-video models, by their base.
-
-    Full world: epiCRealism + the AnimateLCM motion module + LCM LoRA; toy world: the toy base
-    + the toy AnimateLCM (models are named in ``config.MODELS``; add one there and it shows here).
-    """
-    out = {}
-    for name, spec in config.MODELS[config.check_world(world)].items():
-        if spec.lcm_lora is not None and spec.scheduler == "lcm":
-            base = spec.base.repo_id.rstrip("/").split("/")[-1]
-            out[f"toy {base}" if spec.base.local else base] = name
-    return out
+    """{label: base name} of the world's base DreamBooth models (``config.BASES``; the first is the
+    AnimateLCM model's own): full world epiCRealism, Realistic Vision, DreamShaper; toy world the
+    zoo's base. The menu adds "a file on this machine" (:data:`FILE`)."""
+    return {("toy base" if world == "toy" else name): name for name in config.BASES[config.check_world(world)]}
 
 
 def personal_loras(world: str) -> dict[str, str]:
     """{label: name} of the personal LoRAs: in the toy world its styles (image-only LoRAs that stand
-    in for personalized DreamBooth/LoRA models); the full world names none in ``config.HUB``."""
+    in for personalized DreamBooth/LoRA models), in the full world ``config.PERSONAL_LORAS["full"]``
+    (style LoRAs for SD1.5; their trigger words in ``config.LORA_TRIGGERS``). The menu adds
+    "a file on this machine" (:data:`FILE`)."""
     loras = {NO_LORA: NO_LORA}
     if world == "toy":
         loras.update({s: s for s in STYLES if s != "plain"})
+    else:
+        loras.update({name: name for name in config.PERSONAL_LORAS[world]})
     return loras
+
+
+def _personal_fields(world: str, lcm_default: float) -> list[Field]:
+    """The base and personal-LoRA controls the text-to-video and image-to-video tabs share."""
+    triggers = "; ".join(f"{k}: add '{v}' to the prompt" for k, v in config.LORA_TRIGGERS.items()
+                         if k in config.PERSONAL_LORAS[world])
+    return [
+        Field("base", "base model", "choice", next(iter(bases(world))), options={**bases(world), FILE: FILE},
+              hint="a DreamBooth base; or 'a file on this machine'"),
+        Field("base_file", "base file", "text", "",
+              hint="for 'a file on this machine': a single-file .safetensors checkpoint (original SD layout)"),
+        Field("personal_lora", "personal LoRA", "choice", NO_LORA, options={**personal_loras(world), FILE: FILE},
+              hint="toy world: the styles, image-only LoRAs" if world == "toy" else triggers),
+        Field("lora_file", "LoRA file", "text", "",
+              hint="for 'a file on this machine': a LoRA .safetensors (diffusers' or kohya's format)"),
+        Field("lora_alpha", "LoRA alpha", "float", config.PERSONAL_LORA_ALPHA, *config.PERSONAL_LORA_RANGE, 0.05),
+        Field("lcm_alpha", "LCM LoRA alpha", "float", float(lcm_default), 0.0, 1.0, 0.05),
+    ]
 
 
 def motion_loras(world: str) -> dict[str, str]:
@@ -116,17 +145,16 @@ def motion_loras(world: str) -> dict[str, str]:
     return {NO_LORA: NO_LORA, **{m: m for m in config.MOTION_LORAS[world]}}
 
 
+T2V_MODEL = "animatelcm"  # the text-to-video tab runs AnimateLCM (config.MODELS[world]["animatelcm"])
+
+
 def t2v_fields(world: str) -> list[Field]:
     """The text-to-video tab's controls, with the world's defaults (``config.MODELS``)."""
-    spec = config.model_spec(next(iter(bases(world).values())), world)
+    spec = config.model_spec(T2V_MODEL, world)
     lim = LIMITS[world]
     example = "a seven moving left" if world == "toy" else "a boy holding a rabbit, spring, flowers"
     return [
-        Field("base", "base model", "choice", next(iter(bases(world))), options=bases(world)),
-        Field("personal_lora", "personal LoRA", "choice", NO_LORA, options=personal_loras(world),
-              hint="toy world: the styles, image-only LoRAs" if world == "toy" else ""),
-        Field("lora_alpha", "LoRA alpha", "float", 0.8, 0.0, 2.0, 0.05),
-        Field("lcm_alpha", "LCM LoRA alpha", "float", float(spec.lcm_lora_weight), 0.0, 1.0, 0.05),
+        *_personal_fields(world, spec.lcm_lora_weight),
         Field("motion_lora", "motion LoRA", "choice", NO_LORA, options=motion_loras(world),
               hint="steers the motion (weight 1); the prompt alone does not pick it"),
         Field("prompt", "prompt", "text", example),
@@ -175,28 +203,60 @@ def svd_fields(world: str) -> list[Field]:
     ]
 
 
+def i2v_official(world: str) -> bool:
+    """Whether ``world``'s image-to-video model is the official AnimateLCM-I2V design (an image
+    encoder on the image latent, ``i2v.py``): always in the full world; in the toy world once the
+    zoo has its image encoder (``<zoo>/i2v-encoder``), else the toy keyframe ControlNet (``control.py``)."""
+    if world == "full":
+        return True
+    return (zoo.root() / i2v.TOY_ENCODER_FOLDER / "config.json").is_file()
+
+
 def i2v_fields(world: str) -> list[Field]:
-    """The image-to-video tab's controls (AnimateLCM with the I2V adapter of ``control.py``): the
-    image, a prompt for the motion, the image's strength (the adapter's conditioning scale), steps
-    and a seed. Its defaults are AnimateLCM's (``config.MODELS``)."""
+    """The image-to-video tab's controls. The official design (:func:`i2v_official`): the official
+    demo's (app-i2v.py): image, base model and personal LoRA (+ alpha), the LCM LoRA alpha (0.8),
+    prompt ("best quality"), negative prompt ("bad quality"), motion scale (0.8, 0..1.5), steps (4),
+    CFG (1, 1..2), frames (16), width and height (512), seed. The toy keyframe ControlNet: the image,
+    a prompt for the motion, the image's strength (the adapter's conditioning scale), steps, frames
+    and a seed, with AnimateLCM's defaults (``config.MODELS``), and the base and LoRA menus."""
     spec = config.model_spec("animatelcm", world)
+    lim = LIMITS[world]
+    if not i2v_official(world):
+        return [
+            Field("image", "image", "image", 0, options=svd_examples()),
+            *_personal_fields(world, spec.lcm_lora_weight),
+            Field("prompt", "prompt", "text", "a one moving left" if world == "toy" else "a boy holding a rabbit"),
+            Field("image_scale", "image strength", "float", 1.0, 0.0, 2.0, 0.05,
+                  hint="the I2V adapter's conditioning scale"),
+            Field("steps", "steps", "int", spec.steps, *lim.steps),
+            Field("frames", "frames", "int", spec.frames, *lim.frames),
+            Field("seed", "seed", "int", -1, -1, None, hint="-1 draws a random seed"),
+        ]
+    full = world == "full"
+    lcm_alpha = i2v.LCM_LORA_WEIGHT if full else spec.lcm_lora_weight
+    frames, width, height = (i2v.FRAMES, i2v.WIDTH, i2v.HEIGHT) if full else (spec.frames, spec.width, spec.height)
     return [
         Field("image", "image", "image", 0, options=svd_examples()),
-        Field("prompt", "prompt", "text", "a one moving left" if world == "toy" else "a boy holding a rabbit"),
-        Field("image_scale", "image strength", "float", 1.0, 0.0, 2.0, 0.05,
-              hint="the I2V adapter's conditioning scale"),
-        Field("steps", "steps", "int", spec.steps, *LIMITS[world].steps),
-        Field("frames", "frames", "int", spec.frames, *LIMITS[world].frames),
+        *_personal_fields(world, lcm_alpha),
+        Field("prompt", "prompt", "text", i2v.PROMPT if full else "a one moving left"),
+        Field("negative_prompt", "negative prompt", "text", i2v.NEGATIVE_PROMPT, hint="used when CFG > 1"),
+        Field("motion_scale", "motion scale", "float", i2v.MOTION_SCALE, 0.0, 1.5, 0.05,
+              hint="the image encoder's frame embedding; smaller keeps the image's identity better"),
+        Field("steps", "steps", "int", i2v.STEPS, *lim.steps),
+        Field("cfg", "CFG", "float", i2v.GUIDANCE, *lim.cfg, 0.1,
+              hint="above 1: classifier-free guidance, 2 UNet evaluations a step"),
+        Field("frames", "frames", "int", frames, *lim.frames),
+        Field("width", "width", "int", width, *lim.size, hint=f"a multiple of {SIZE_MULTIPLE}"),
+        Field("height", "height", "int", height, *lim.size, hint=f"a multiple of {SIZE_MULTIPLE}"),
         Field("seed", "seed", "int", -1, -1, None, hint="-1 draws a random seed"),
     ]
 
 
 def i2v_available(world: str) -> bool:
-    """An image-to-video tab needs an I2V model: the toy zoo's ``i2v-adapter`` (``control.py``);
-    the full world names none in ``config.HUB``."""
-    if world != "toy":
-        return False
-
+    """An image-to-video tab needs an I2V model: the official AnimateLCM-I2V in the full world
+    (``config.HUB["animatelcm_i2v"]``), the toy zoo's image encoder or its keyframe ``i2v-adapter``."""
+    if world == "full" or i2v_official(world):
+        return True
     return (control.zoo_folder("i2v") / "config.json").is_file()
 
 
@@ -239,8 +299,29 @@ def _number(values: dict, f: Field):
 def _choice(values: dict, f: Field):
     value = values.get(f.name, f.default)
     if value not in f.options:
-        raise UserError(f"unknown {f.label} {value!r}; choose one of: {', '.join(map(str, f.options))}")
+        named = [str(o) for o in f.options if o != FILE]  # the file entry needs its path field: not listed here
+        raise UserError(f"unknown {f.label} {value!r}; choose one of: {', '.join(named)}")
     return f.options[value]
+
+
+def _file(values: dict, f: Field, what: str) -> str:
+    """The path typed into ``f`` for the 'a file on this machine' entry, checked: a readable
+    ``.safetensors`` file (a pickle, a missing file or a broken one is a one-line message)."""
+    text = values.get(f.name) or ""
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"'{FILE}' is chosen for the {what}: type the path of a .safetensors file into '{f.label}'")
+    return str(check_weights_file(text.strip(), what))
+
+
+def _personal_values(values: dict, fields: dict, world: str) -> dict:
+    """The base (None: the model's own), the personal LoRA (a name, a path or ``NO_LORA``) and the alphas."""
+    base = _choice(values, fields["base"])
+    base = _file(values, fields["base_file"], "base model") if base == FILE else base
+    lora = _choice(values, fields["personal_lora"])
+    lora = _file(values, fields["lora_file"], "LoRA") if lora == FILE else lora
+    default = next(iter(config.BASES[world]))
+    return {"base": None if base == default else base, "personal_lora": lora,
+            "lora_alpha": _number(values, fields["lora_alpha"]), "lcm_alpha": _number(values, fields["lcm_alpha"])}
 
 
 def validate_t2v(values: dict, world: str | None = None) -> dict:
@@ -259,18 +340,23 @@ def validate_t2v(values: dict, world: str | None = None) -> dict:
     negative = values.get("negative_prompt") or ""
     if not isinstance(negative, str):
         raise UserError(f"the negative prompt must be text, got {negative!r}")
-    out = {"world": world, "prompt": prompt.strip(), "negative_prompt": negative.strip()}
-    out["model"] = _choice(values, fields["base"])
-    out["personal_lora"] = _choice(values, fields["personal_lora"])
+    # "_checked": run_t2v takes this dict as it is (its base and LoRA are already paths or names, not menu labels)
+    out = {"world": world, "prompt": prompt.strip(), "negative_prompt": negative.strip(), "model": T2V_MODEL,
+           "_checked": True}
+    out.update(_personal_values(values, fields, world))
     out["motion_lora"] = _choice(values, fields["motion_lora"])
-    for name in ("lora_alpha", "lcm_alpha", "steps", "frames", "cfg", "seed", "width", "height"):
+    for name in ("steps", "frames", "cfg", "seed", "width", "height"):
         out[name] = _number(values, fields[name])
+    _check_size(out, fields)
+    return out
+
+
+def _check_size(out: dict, fields: dict) -> None:
     for name in ("width", "height"):
         if out[name] % SIZE_MULTIPLE:
             near = min(max(round(out[name] / SIZE_MULTIPLE) * SIZE_MULTIPLE, fields[name].low), fields[name].high)
             raise UserError(f"{name} {out[name]} is not a multiple of {SIZE_MULTIPLE} (the VAE's downsampling "
                             f"factor); try {int(near)}")
-    return out
 
 
 def validate_svd(values: dict, world: str | None = None) -> dict:
@@ -303,9 +389,20 @@ def validate_i2v(values: dict, world: str | None = None) -> dict:
     prompt = values.get("prompt", "")
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty: say how the image should move, e.g. " + repr(fields["prompt"].default))
-    out = {"world": world, "image": read_image(values.get("image", 0)), "prompt": prompt.strip()}
-    for name in ("image_scale", "steps", "frames", "seed"):
-        out[name] = _number(values, fields[name])
+    out = {"world": world, "image": read_image(values.get("image", 0)), "prompt": prompt.strip(),
+           "official": i2v_official(world), "_checked": True}
+    out.update(_personal_values(values, fields, world))
+    if out["official"]:
+        negative = values.get("negative_prompt") or ""
+        if not isinstance(negative, str):
+            raise UserError(f"the negative prompt must be text, got {negative!r}")
+        out["negative_prompt"] = negative.strip()
+        for name in ("motion_scale", "steps", "cfg", "frames", "width", "height", "seed"):
+            out[name] = _number(values, fields[name])
+        _check_size(out, fields)
+    else:
+        for name in ("image_scale", "steps", "frames", "seed"):
+            out[name] = _number(values, fields[name])
     return out
 
 
@@ -327,45 +424,67 @@ def read_image(image) -> np.ndarray:
     return np.asarray(check_image(image))
 
 
-_PIPES: dict[tuple, object] = {}
+_PIPES: dict[tuple, tuple] = {}
 
 
-def t2v_pipe(model: str, world: str | None = None):
-    """The text-to-video pipeline of ``model`` in ``world``, loaded once and kept for the session."""
+def _cached(kind: tuple, which: tuple, build: Callable[[], object]):
+    """One pipeline per ``kind`` (tab, world, device) for the session: reused while ``which`` (the
+    model, the base) stays the same, replaced (the old one freed) when it changes, so switching the
+    base menu does not keep every base in memory."""
+    held = _PIPES.get(kind)
+    if held is not None and held[0] == which:
+        return held[1]
+    _PIPES.pop(kind, None)
+    if held is not None:
+        del held
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    pipe = build()
+    _PIPES[kind] = (which, pipe)
+    return pipe
+
+
+def t2v_pipe(model: str, world: str | None = None, base=None):
+    """The text-to-video pipeline of ``model`` in ``world`` on ``base`` (None: the model's own; a
+    name of ``config.BASES``, a Hub id or a single-file checkpoint: ``pipelines.load_t2v``), loaded
+    once and kept for the session."""
     settings = config.with_world(world) if world else config.current()
-    key = ("t2v", settings.world, settings.device, model)
-    if key not in _PIPES:
-        _PIPES[key] = pipelines.load_t2v(model, world=settings.world)
-    return _PIPES[key]
+    return _cached(("t2v", settings.world, settings.device), (model, base),
+                   lambda: pipelines.load_t2v(model, world=settings.world, base=base))
 
 
 def svd_pipe(world: str | None = None):
     """The AnimateLCM-SVD-xt pipeline of ``world`` (``svd.load_svd``), loaded once."""
     settings = config.with_world(world) if world else config.current()
-    key = ("svd", settings.world, settings.device)
-    if key not in _PIPES:
-        _PIPES[key] = svd.load_svd(world=settings.world)
-    return _PIPES[key]
+    return _cached(("svd", settings.world, settings.device), (), lambda: svd.load_svd(world=settings.world))
 
 
 def set_loras(pipe, lcm_alpha: float, personal_lora: str = NO_LORA, lora_alpha: float = 0.8,
               motion_lora: str = NO_LORA) -> dict:
-    """Activate exactly the LCM LoRA at ``lcm_alpha``, the personal LoRA (a toy style) at
-    ``lora_alpha`` and the motion LoRA at 1; other loaded LoRAs are set to 0.
+    """Activate exactly the LCM LoRA at ``lcm_alpha``, the personal LoRA at ``lora_alpha`` (a toy
+    style, a name of ``config.PERSONAL_LORAS``, or a LoRA file: ``pipelines.add_lora``, loaded once)
+    and the motion LoRA at 1; other loaded LoRAs are set to 0.
     W = W0 + sum_k alpha_k B_k A_k. Returns {adapter: weight} of the active ones."""
     active = {}
-    if pipe.model_spec.lcm_lora is not None:
+    if pipe.model_spec.lcm_lora is not None or loading.LCM_ADAPTER in _adapters(pipe):
         active[loading.LCM_ADAPTER] = float(lcm_alpha)
     if personal_lora != NO_LORA:
-        if personal_lora not in pipe.get_list_adapters().get("unet", []):
-            pipelines.add_style(pipe, personal_lora, lora_alpha)  # loads the file once
-        active[personal_lora] = float(lora_alpha)
+        active[pipelines.add_lora(pipe, personal_lora, lora_alpha)] = float(lora_alpha)  # loads the file once
     if motion_lora != NO_LORA:
         active[pipelines.load_motion_lora(pipe, motion_lora)] = 1.0
     # every loaded LoRA gets a weight, 0 for those not asked for (so the teacher after a motion
     # LoRA is the plain teacher again); pipe.adapter_weights records them all, as use_motion_lora does
-    pipelines.apply_adapter_weights(pipe, {a: active.get(a, 0.0) for a in pipe.get_list_adapters().get("unet", [])})
+    pipelines.apply_adapter_weights(pipe, {a: active.get(a, 0.0) for a in _adapters(pipe)})
     return active
+
+
+def _adapters(pipe) -> list[str]:
+    """Every LoRA adapter loaded into ``pipe`` (UNet first, then text-encoder-only ones)."""
+    names = []
+    for component in pipe.get_list_adapters().values():
+        names += [a for a in component if a not in names]
+    return names
 
 
 class _StepHook:
@@ -397,7 +516,7 @@ def run_t2v(values: dict, progress: Callable[[int, int], None] | None = None) ->
     The same as ``pipelines.generate`` on ``load_t2v(model)`` with the LoRAs set by :func:`set_loras`.
     """
     v = values if values.get("_checked") else {**validate_t2v(values, values.get("world")), "_checked": True}
-    pipe = t2v_pipe(v["model"], v["world"])
+    pipe = t2v_pipe(v["model"], v["world"], v.get("base"))
     max_frames = pipelines.max_frames(pipe)
     if v["frames"] > max_frames:
         raise UserError(f"frames must be at most {max_frames} for this motion module, got {v['frames']}")
@@ -424,23 +543,48 @@ def run_svd(values: dict, progress: Callable[[int, int], None] | None = None) ->
     return result
 
 
-def i2v_pipe(world: str | None = None):
-    """AnimateLCM with the I2V adapter (``control.controlnet_pipeline(control.load_controlnet("i2v"))``), once."""
+def i2v_pipe(world: str | None = None, base=None):
+    """THE image-to-video pipeline of ``world`` (the one place that says which), loaded once:
+
+    * full world: the official AnimateLCM-I2V (``i2v_official.pipeline``: the checkpoint converted
+      once, its LCM LoRA, on ``base``);
+    * toy world, the official design once the zoo has its image encoder (:func:`i2v_official`):
+      ``i2v.image_to_video_pipeline("toy")`` (the toy base only);
+    * toy world otherwise: AnimateLCM with the zoo's keyframe I2V ControlNet
+      (``control.controlnet_pipeline(control.load_controlnet("i2v"))``), on ``base``.
+    """
     settings = config.with_world(world) if world else config.current()
-    key = ("i2v", settings.world, settings.device)
-    if key not in _PIPES:
-        _PIPES[key] = control.controlnet_pipeline(control.load_controlnet("i2v", world=settings.world),
-                                                  world=settings.world)
-    return _PIPES[key]
+    official = i2v_official(settings.world)
+    if settings.world == "full":
+        build = lambda: i2v_official.pipeline(base=base, device=settings.device)  # noqa: E731
+    elif official:
+        if base is not None:
+            raise UserError("the toy image-to-video model runs on the toy base only: choose 'toy base'")
+        build = lambda: i2v.image_to_video_pipeline("toy", settings.device)  # noqa: E731
+    else:
+        def build():
+            t2v = pipelines.load_t2v("animatelcm", world=settings.world, base=base)
+            net = control.load_controlnet("i2v", world=settings.world)
+            return control.controlnet_pipeline(net, world=settings.world, pipe=t2v)
+    return _cached(("i2v", settings.world, settings.device), (official, base), build)
 
 
 def run_i2v(values: dict, progress: Callable[[int, int], None] | None = None) -> pipelines.Generation:
-    """Animate the image with AnimateLCM and the I2V adapter (``control.image_to_video``)."""
+    """Animate the image: with the official design, ``i2v.generate_i2v`` (the image latent through
+    the image encoder, motion scale, the official sampler); with the toy keyframe ControlNet,
+    ``control.image_to_video``. The base and personal LoRA as in :func:`run_t2v`."""
     v = values if values.get("_checked") else validate_i2v(values, values.get("world"))
-    pipe = i2v_pipe(v["world"])
+    pipe = i2v_pipe(v["world"], v.get("base"))
+    set_loras(pipe, v.get("lcm_alpha", 1.0), v.get("personal_lora", NO_LORA), v.get("lora_alpha", 0.8))
     with _StepHook(pipe.unet, v["steps"], progress):
-        return control.image_to_video(pipe, v["image"], v["prompt"], scale=v["image_scale"], steps=v["steps"],
-                                      frames=v["frames"], seed=v["seed"])
+        if not hasattr(pipe, "i2v_encoder"):
+            return control.image_to_video(pipe, v["image"], v["prompt"], scale=v["image_scale"], steps=v["steps"],
+                                          frames=v["frames"], seed=v["seed"])
+        with pipelines.count_unet_evaluations(pipe.unet) as counter:
+            out = i2v.generate_i2v(pipe, v["image"], v["prompt"], motion_scale=v["motion_scale"], steps=v["steps"],
+                                   guidance=v["cfg"], frames=v["frames"], seed=v["seed"],
+                                   negative_prompt=v["negative_prompt"] or None, height=v["height"], width=v["width"])
+    return pipelines.Generation(out.frames, out.seed, out.seconds, counter["n"], v["steps"], v["cfg"])
 
 
 def describe(result: pipelines.Generation) -> str:

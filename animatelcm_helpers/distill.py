@@ -518,6 +518,106 @@ def train_adapter(folder, controlnet, model, latents: torch.Tensor, conds: torch
     return controlnet.eval(), fit
 
 
+
+# ------------------------------------------------------------------------------------------
+# Teacher-free adaptation of an image encoder: AnimateLCM-I2V's design
+# ------------------------------------------------------------------------------------------
+
+IMAGE_ENCODER_MOTION_SCALE = 0.8  # the scale of the encoder's per-frame position embedding (the official default)
+
+
+def image_encoder_call(unet, encoder, condition: Callable, motion_scale: float = IMAGE_ENCODER_MOTION_SCALE) -> Callable:
+    """``(x, t, text, image) -> eps`` of a UNetMotionModel steered by an image encoder, as
+    AnimateLCM-I2V runs them::
+
+        features = encoder(image, F, motion_scale)      # one map per down block, (B F, C_i, h_i, w_i)
+        eps      = unet(x, t, text)  with features[i] added inside down block i
+
+    ``x`` (B, F, C, h, w) latents, ``t`` (B,), ``text`` (B, tokens, dim), ``image`` (B, C, h, w)
+    the image's latent (the first frame's). ``encoder(image, frames, motion_scale)`` returns the
+    features; ``condition(unet, features)`` is a context manager that adds them while the UNet runs
+    and removes itself afterwards (``functools.partial(i2v.image_condition, layer=...)``: where in
+    the block they go is the driver's business, not the recipe's).
+    """
+    def call(x, t, text, image):
+        for net in (unet, encoder):
+            if _device(net) != x.device:
+                net.to(x.device)
+        f = x.shape[1]
+        features = encoder(image.to(x), f, motion_scale)
+        with condition(unet, features):
+            out = unet(x.permute(0, 2, 1, 3, 4), t, encoder_hidden_states=text.repeat_interleave(f, dim=0)).sample
+        return out.permute(0, 2, 1, 3, 4)
+
+    return call
+
+
+def train_image_encoder(folder, encoder, model, latents: torch.Tensor, ids: torch.Tensor, text: torch.Tensor,
+                        alphas_cumprod: torch.Tensor, steps: int, condition: Callable, images: torch.Tensor | None = None,
+                        image_std: torch.Tensor | None = None, motion_scale: float = IMAGE_ENCODER_MOTION_SCALE,
+                        batch: int = 8, lr: float = 5e-4,
+                        ema: float = 0.95, distance: str = "huber", seed: int = 0, save_every: int = 100,
+                        progress: bool = True, recipe: str = "image-encoder-consistency",
+                        solver_steps: int = SOLVER_STEPS, on_save: Callable | None = None):
+    """Train an image encoder (AnimateLCM-I2V's) teacher-free, against the video consistency model.
+
+    Consistency TRAINING (:func:`consistency_training_loss`), the condition being the image's latent
+    ``z`` and the adapter phi the encoder, whose features enter the frozen consistency model theta
+    (``model``: the UNetMotionModel with its LCM LoRA) through ``condition`` (:func:`image_encoder_call`)::
+
+        z      = m + s_z n_z,                                     n_z ~ N(0, I)   (m, s_z: the image's latent
+                                                                  mean and std; z = m without ``image_std``)
+        x_t    = sqrt(abar_t)    x0 + sqrt(1 - abar_t)    n,      t ~ U{grid},  n ~ N(0, I)
+        x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) n,      t_prev = t - k   (same n, same x0)
+        f_(theta, phi)(x, t, c, z) = c_skip(t) x + c_out(t) x0_hat(eps_theta(x, t, c; E_phi(z, F, s)))
+        L      = d( f_(theta, phi)(x_t, t, c, z),  f_(theta, phi-)(x_prev, t_prev, c, z) )
+        phi-  <- mu phi- + (1 - mu) phi       after each step (an EMA copy of the encoder; mu = ``ema``)
+
+    ``latents`` (N, F, C, h, w) clean video latents, ``ids`` their caption indices into ``text``;
+    ``images`` (N, C, h, w) the image latents m (default ``latents[:, 0]``: each video's first frame,
+    the image-to-video case); ``image_std`` (N, C, h, w) their VAE posterior std s_z: each step
+    then draws a posterior sample, as the official pipeline encodes its image (a sample, not the
+    mean); s = ``motion_scale`` (the position embedding's scale, fixed while training).
+    ``solver_steps`` N: the grid, k = 1000 // N. d = pseudo-Huber (``distance``). Checkpoints in
+    ``folder`` resume exactly; ``on_save(step, encoder)`` runs at each one (e.g. to measure the
+    encoder while it trains). Returns ``(encoder, fit)``.
+    """
+    dist = _check(steps, batch, (0.0, 0.0), distance)
+    if latents.ndim != 5:
+        raise UserError(f"video latents must be (videos, frames, channels, h, w), got {tuple(latents.shape)}")
+    images = latents[:, 0] if images is None else images
+    if images.ndim != 4 or len(images) != len(latents):
+        raise UserError(f"images must be one latent per video, (videos, channels, h, w); got {tuple(images.shape)} "
+                        f"for {len(latents)} videos")
+    if image_std is not None and image_std.shape != images.shape:
+        raise UserError(f"image_std must have the images' shape {tuple(images.shape)}, got {tuple(image_std.shape)}")
+    if len(ids) != len(latents):
+        raise UserError(f"{len(latents)} videos but {len(ids)} captions: give one caption per video")
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        raise UserError(f"ema must be in [0, 1): the target encoder's rate mu, got {ema!r}")
+    model = model.eval().requires_grad_(False)
+    encoder = encoder.train().requires_grad_(True)
+    target_net = copy.deepcopy(encoder).requires_grad_(False).eval()
+    online = image_encoder_call(model, encoder, condition, motion_scale)
+    target = image_encoder_call(model, target_net, condition, motion_scale)
+
+    def after(step):  # phi- <- mu phi- + (1 - mu) phi, after each optimizer step
+        ema_update(target_net, encoder, ema)
+
+    def loss_fn(step, g):
+        idx = torch.randint(0, len(latents), (batch,), generator=g)
+        z = images[idx]
+        if image_std is not None:  # a posterior sample of the image's latent
+            z = z + image_std[idx] * torch.randn(z.shape, generator=g)
+        return consistency_training_loss(online, target, latents[idx], text[ids[idx]], z, alphas_cumprod,
+                                         g, dist, solver_steps, device=_device(encoder))
+
+    fit = training.fit(recipe, {"encoder": encoder, "target": target_net}, loss_fn, steps, lr, folder, seed=seed,
+                       save_every=save_every, progress=progress, after_step=after,
+                       on_save=(lambda step: on_save(step, encoder)) if on_save else None)
+    return encoder.eval(), fit
+
+
 def motion_unet(unet, adapter):
     """AnimateDiff's inflation: the image UNet plus motion modules, spatial layers frozen."""
     with quiet_loading():  # from_unet2d's .to() warns about float32 modules it does not have

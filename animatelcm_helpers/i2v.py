@@ -64,13 +64,17 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import LCMScheduler, MotionAdapter
+from diffusers import AnimateDiffPipeline, LCMScheduler, MotionAdapter
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 from torch import nn
 
-from .config import UserError
+from . import config, loading, pipelines
+from .config import UserError, Weights
+from .toy import configs as toy_configs
+from .toy import zoo
+from .utils import quiet_loading
 
 # ---------------------------------------------------------------------------------------------
 # The official settings (G-U-N/AnimateLCM @ f873122, animatelcm_sd15/)
@@ -104,6 +108,24 @@ MOTION_NORM_GROUPS = 32
 MOTION_MAX_SEQ_LENGTH = 64
 
 ENCODER_PREFIX = "img_encoder."
+
+# The toy world's AnimateLCM-I2V: the official design at toy size (the toy AnimateLCM + an image
+# encoder trained teacher-free by distill.train_image_encoder, zoo folder TOY_ENCODER_FOLDER).
+# Its two deviations, both because the toy UNet has ONE layer per down block where SD1.5 has two
+# (toy.configs.tiny_unet: layers_per_block=1):
+# * TOY_LAYER = 0: the features go into each down block's only layer, after its spatial attention,
+#   before its motion module. The official second layer is SD1.5's LAST; the toy's only layer is
+#   its last too, so the features enter at the same place relative to the block's output.
+# * nums_rb = 1 residual block per level (official 2), like the UNet's one layer per block: two
+#   would be 214 KB in float16 and the shipped zoo had 176 KB left under its 25,000,000-byte cap.
+# Everything else is the official Adapter: cin = the latent's channels, channels = the UNet's
+# block_out_channels (320/640/1280/1280 -> the toy's (32, 64)), ksize 1, sk, avg-pool downsampling,
+# zero-initialised conv_in / in_conv / block2, the per-frame PE (d = channels[0]) times motion_scale.
+TOY_LAYER = 0
+TOY_ENCODER = {"cin": toy_configs.LATENT_CHANNELS, "channels": tuple(toy_configs.BLOCKS), "nums_rb": 1, "ksize": 1,
+               "sk": True, "use_conv": False, "max_frames": toy_configs.MAX_FRAMES}
+TOY_ENCODER_FOLDER = "i2v-encoder"
+TOY_PROMPT = "a seven moving left"  # the toy's captions say the digit and the way; the image shows the digit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +273,15 @@ class I2VImageEncoder(ModelMixin, ConfigMixin):
                 x = self.body[i * self.nums_rb + j](x)
             features.append(self.insertion_weights[i] * x)
         return features
+
+
+def toy_image_encoder(seed: int = 0) -> I2VImageEncoder:
+    """A fresh toy-size encoder (:data:`TOY_ENCODER`), seeded: block1's random init is drawn from
+    a generator seeded by ``seed`` (the zero-initialised convs stay zero), so two calls give the
+    same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return I2VImageEncoder(**TOY_ENCODER)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -686,7 +717,7 @@ def _check_float(name: str, value, low: float) -> float:
 
 
 def generate_i2v(pipe, image, prompt: str = PROMPT, motion_scale: float = MOTION_SCALE, steps: int = STEPS,
-                 guidance: float = GUIDANCE, frames: int = FRAMES, seed: int = 0,
+                 guidance: float = GUIDANCE, frames: int | None = None, seed: int = 0,
                  negative_prompt: str | None = NEGATIVE_PROMPT, height: int | None = None,
                  width: int | None = None, match_colors: bool = True, encoder: I2VImageEncoder | None = None,
                  ) -> I2VGeneration:
@@ -695,7 +726,8 @@ def generate_i2v(pipe, image, prompt: str = PROMPT, motion_scale: float = MOTION
     with the features added by :func:`image_condition` -> optional :func:`adjust_colors`.
 
     Size defaults to the UNet's ``sample_size * vae_scale_factor`` (512 for SD1.5, as
-    pipeline_animation.py:404-405). ``seed=-1`` draws one (returned). The pipeline's noise comes
+    pipeline_animation.py:404-405; 32 in the toy world); ``frames`` to the pipeline's model spec
+    (:func:`image_to_video_pipeline` sets it: 8 in the toy world) or the official 16. ``seed=-1`` draws one (returned). The pipeline's noise comes
     from a CPU generator seeded with ``seed``; the VAE's posterior sample from a second one seeded
     with ``seed + 1``, so a seed repeats the video and ``motion_scale=0`` with a fresh encoder gives
     exactly the text-to-video result of the same seed.
@@ -706,6 +738,8 @@ def generate_i2v(pipe, image, prompt: str = PROMPT, motion_scale: float = MOTION
     if not isinstance(prompt, str) or not prompt.strip():
         raise UserError("the prompt is empty: describe the video, e.g. 'best quality'")
     max_frames = min(int(pipe.unet.config.motion_max_seq_length), int(encoder.config.max_frames))
+    spec = getattr(pipe, "model_spec", None)
+    frames = (spec.frames if spec is not None else FRAMES) if frames is None else frames
     frames = _check_int("frames", frames, 1, max_frames)
     steps = _check_int("steps", steps, 1, getattr(pipe.scheduler.config, "original_inference_steps", None))
     guidance = _check_float("guidance", guidance, 0.0)
@@ -741,3 +775,72 @@ def generate_i2v(pipe, image, prompt: str = PROMPT, motion_scale: float = MOTION
     if match_colors:
         video = adjust_colors(video, source)
     return I2VGeneration(video, seed, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The image-to-video pipeline of a world
+# ---------------------------------------------------------------------------------------------
+def _lora_weights(lora) -> Weights:
+    if isinstance(lora, Weights):
+        return lora
+    path = Path(lora).expanduser().resolve()
+    if not path.is_file():
+        raise UserError(f"no LoRA file at {path}: give the I2V LCM LoRA (AnimateLCM_sd15_i2v_lora.safetensors)")
+    return Weights(str(path.parent), revision=None, weight_name=path.name, local=True)
+
+
+def image_to_video_pipeline(world: str | None = None, device: str | None = None, *, converted=None,
+                            lcm_lora=None, lcm_lora_weight: float = LCM_LORA_WEIGHT, base=None):
+    """The image-to-video pipeline of ``world`` (default: the current one), ready for :func:`generate_i2v`.
+
+    * ``"toy"``: the toy AnimateLCM (``pipelines.load_t2v("animatelcm")``: toy base, motion adapter,
+      LCM LoRA at 1.0, its own LCMScheduler on the schedule it was distilled on) + the zoo's image
+      encoder (``<zoo>/i2v-encoder``, trained teacher-free by ``distill.train_image_encoder``),
+      its features at :data:`TOY_LAYER` (the toy's one layer per block). The other arguments must
+      be left out.
+    * ``"full"``: the official AnimateLCM-I2V. ``converted``: the folder :func:`convert_official_checkpoint`
+      wrote from ``AnimateLCM_sd15_i2v.ckpt`` (``motion_adapter/`` + ``image_encoder/``);
+      ``lcm_lora``: ``AnimateLCM_sd15_i2v_lora.safetensors`` (a path or a ``config.Weights``),
+      loaded at ``lcm_lora_weight`` (the demo's 0.8; None: no LoRA); ``base``: a SD1.5 base as
+      ``config.Weights`` (default ``config.HUB["epicrealism"]``) or an already loaded Stable
+      Diffusion pipeline (e.g. a single-file DreamBooth checkpoint). The official scheduler
+      (:func:`i2v_scheduler`), features at the official second layer (:data:`OFFICIAL_LAYER`).
+
+    Returns an ``AnimateDiffPipeline`` with ``pipe.i2v_encoder``, ``pipe.i2v_layer`` and
+    ``pipe.model_spec`` (``config.MODELS[world]["animatelcm"]``: default frames and size).
+    """
+    settings = config.with_world(world) if world else config.current()
+    device = device or settings.device
+    if settings.world == "toy":
+        if converted is not None or lcm_lora is not None or base is not None:
+            raise UserError("the toy world's image-to-video model comes from the toy zoo: leave converted, "
+                            "lcm_lora and base out (they are the full world's files)")
+        folder = zoo.root() / TOY_ENCODER_FOLDER
+        if not (folder / "config.json").is_file():
+            raise UserError(f"the toy zoo at {zoo.root()} has no image encoder ({TOY_ENCODER_FOLDER}/): rebuild it with "
+                            "`python -m animatelcm_helpers.toy.build --add-i2v-encoder`")
+        pipe = pipelines.load_t2v("animatelcm", world="toy", device=device)
+        with quiet_loading():
+            encoder = I2VImageEncoder.from_pretrained(folder, use_safetensors=True, torch_dtype=settings.dtype)
+        return load_i2v(pipe, encoder, scheduler=None, layer=TOY_LAYER)
+    if converted is None:
+        raise UserError("the full world's AnimateLCM-I2V needs the converted checkpoint: "
+                        "convert_official_checkpoint('AnimateLCM_sd15_i2v.ckpt', FOLDER), then converted=FOLDER")
+    converted = Path(converted).expanduser()
+    for part in ("motion_adapter", "image_encoder"):
+        if not (converted / part / "config.json").is_file():
+            raise UserError(f"{converted} has no {part}/ folder: it is not a folder written by convert_official_checkpoint")
+    with quiet_loading():
+        adapter = MotionAdapter.from_pretrained(converted / "motion_adapter", use_safetensors=True,
+                                                torch_dtype=settings.dtype)
+    if base is None or isinstance(base, Weights):
+        base = loading.load_base(base or config.HUB["epicrealism"], settings.dtype, world="full")
+    with quiet_loading():  # from_pipe's .to() warns about float32 modules it does not have
+        pipe = AnimateDiffPipeline.from_pipe(base, motion_adapter=adapter)
+    if lcm_lora is not None and lcm_lora_weight is not None:
+        loading.load_lora(pipe, _lora_weights(lcm_lora), loading.LCM_ADAPTER)
+        pipelines.set_adapter_weight(pipe, loading.LCM_ADAPTER, float(lcm_lora_weight))
+    loading.place(pipe, device, loading.memory_plan("t2v", device))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.model_spec = config.model_spec("animatelcm", "full")
+    return load_i2v(pipe, converted / "image_encoder", scheduler="official", layer=OFFICIAL_LAYER)

@@ -11,6 +11,7 @@ converts it, its component configs and tokenizer taken from the world's diffuser
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -181,7 +182,8 @@ def _drop_adapter(pipe, adapter_name: str) -> None:
     """Remove whatever a failed ``load_lora_weights`` left of ``adapter_name`` (peft layers that
     were injected before the error), so the pipeline works as before."""
     if any(adapter_name in names for names in pipe.get_list_adapters().values()):
-        with quiet_loading():
+        with quiet_loading(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # peft: "Adapter ... was active which is now deleted"
             pipe.delete_adapters(adapter_name)
 
 

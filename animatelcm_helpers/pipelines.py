@@ -21,7 +21,9 @@ pipelines never use: ``loading.load_base``.)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,11 +41,12 @@ from diffusers import (
 )
 
 from . import config
+from .checkpoint_formats import check_weights_file, checkpoint_kind, header
 from .config import ModelSpec, UserError, Weights
 from .loading import LCM_ADAPTER, from_pretrained, load_base, load_lora, memory_plan, place
 from .media import float_to_uint8
 from .toy.data import STYLES
-from .utils import check_int, check_range, quiet_loading, seeded
+from .utils import PICKLE_SUFFIXES, check_int, check_range, quiet_loading, seeded
 
 def make_scheduler(kind: str, base_config, **overrides):
     """The sampler by name, built from the base model's noise schedule."""
@@ -81,6 +84,8 @@ def load_t2v(
     lcm_lora_weight: float | None = None,
     scheduler: str | None = None,
     device: str | None = None,
+    base=None,
+    loras=(),
 ):
     """Text-to-video: ``AnimateDiffPipeline`` + ``MotionAdapter`` (+ the LCM LoRA at a weight).
 
@@ -89,6 +94,10 @@ def load_t2v(
     model in AnimateLCM's own layout (a motion adapter and an LCM LoRA, as
     ``scripts/distill_full.py`` saves its student; :func:`save_model_spec`).
     ``lcm_lora_weight`` (0..1, the demo's "LCM LoRA alpha") defaults to the model's.
+    ``base`` replaces the model's base image model (:func:`base_weights`: a name of
+    ``config.BASES[world]``, a Hub id in diffusers' layout, or a single-file DreamBooth
+    ``.safetensors`` on this machine); ``loras`` adds personal LoRAs beside the LCM LoRA, each
+    ``(name_or_path_or_id, alpha)`` or a bare one at alpha 0.8 (:func:`add_lora`).
     Returns the pipeline with ``pipe.model_spec`` set; sample it with :func:`generate`.
     """
     settings = config.with_world(world) if world else config.current()
@@ -102,11 +111,16 @@ def load_t2v(
                 pipe.scheduler = spec_scheduler(spec, pipe.scheduler.config, scheduler)
             if lcm_lora_weight is not None:
                 raise UserError("this saved pipeline has its LCM LoRA fused in; leave lcm_lora_weight unset")
+            if base is not None:
+                raise UserError("a saved pipeline has its base inside it; leave base unset (or load the parts)")
+            add_loras(pipe, loras, settings.world)
             return _ready(pipe, spec, device)
     else:
         spec = config.model_spec(model, settings.world)
+    if base is not None:
+        spec = replace(spec, base=base_weights(base, settings.world))
     adapter = from_pretrained(MotionAdapter, spec.motion_adapter, "motion adapter", dtype=dtype)
-    base = load_base(spec.base, dtype)
+    base = load_base(spec.base, dtype, world=settings.world)
     with quiet_loading():  # from_pipe's .to() warns about float32 modules it does not have
         pipe = AnimateDiffPipeline.from_pipe(base, motion_adapter=adapter)
     pipe.scheduler = spec_scheduler(spec, base.scheduler.config, scheduler)
@@ -117,7 +131,121 @@ def load_t2v(
         set_adapter_weight(pipe, LCM_ADAPTER, weight)
     elif lcm_lora_weight not in (None, 0, 0.0):
         raise UserError(f"model {model!r} has no LCM LoRA; leave lcm_lora_weight unset")
+    add_loras(pipe, loras, settings.world)
     return _ready(pipe, spec, device)
+
+
+# ------------------------------------------------------------------------------------------
+# Personalized bases and LoRAs, as a user brings them
+# ------------------------------------------------------------------------------------------
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name
+HUB_FILE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/([\w.-]+\.safetensors)$")  # owner/name/file.safetensors
+
+
+def _local_file(path: Path) -> Weights:
+    return Weights(str(path.resolve().parent), revision=None, weight_name=path.name, local=True)
+
+
+def base_weights(base, world: str | None = None) -> Weights:
+    """Where a base image model comes from, for :func:`load_t2v`'s ``base``:
+
+    * a name of ``config.BASES[world]`` (full: "epicrealism", "realistic-vision", "dreamshaper";
+      toy: "toy", the zoo's base), or a ``config.Weights``;
+    * a path to ONE ``.safetensors`` file in the original SD layout (a community DreamBooth
+      checkpoint; ``Weights(folder, weight_name=file)``, read by ``loading.load_single_file_base``);
+      a pickle (``.ckpt``, ``.pt``, ``.bin``) is refused before anything opens it;
+    * a folder on this machine in diffusers' layout (``model_index.json``);
+    * full world only: a Hub id ``owner/name`` in diffusers' layout, at ``main``.
+    """
+    world = config.check_world(world or config.current().world)
+    if isinstance(base, Weights):
+        return base
+    text = str(base).strip()
+    names = config.BASES[world]
+    if text in names:
+        return names[text]
+    path = Path(text).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",) or path.is_file():
+        return _local_file(check_weights_file(path, "base model"))
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise UserError(f"{path} is a folder without model_index.json: give a Stable Diffusion folder in "
+                            "diffusers' layout or a single-file .safetensors checkpoint")
+        return Weights(str(path.resolve()), revision=None, local=True)
+    if world == "full" and HUB_ID.match(text):
+        return Weights(text)
+    where = "a Hub id (owner/name) in diffusers' layout, " if world == "full" else ""
+    raise UserError(f"unknown base {text!r}: give one of {', '.join(names)}, {where}or the path of a single-file "
+                    ".safetensors checkpoint on this machine")
+
+
+def lora_weights(lora, world: str | None = None) -> tuple[Weights, str]:
+    """(where a personal LoRA comes from, its adapter name), for :func:`add_lora`:
+
+    * toy world: a zoo style ("neon", "sunset", "paper", "checker"; adapter name = the style);
+    * full world: a name of ``config.PERSONAL_LORAS["full"]`` ("pixel-art", "coloring-book"), a
+      Hub file ``owner/name/FILE.safetensors`` or a Hub id ``owner/name`` (diffusers guesses the
+      file, online only);
+    * either world: a path to a LoRA ``.safetensors`` on this machine, in diffusers' or kohya's
+      format (``lora_unet_*``; diffusers converts it); a pickle is refused by its name.
+    """
+    world = config.check_world(world or config.current().world)
+    if isinstance(lora, Weights):
+        return lora, _adapter_name(lora.weight_name or lora.repo_id)
+    text = str(lora).strip()
+    styles = [st for st in STYLES if st != "plain"]
+    if world == "toy" and text in styles:
+        return style_weights(text), text
+    named = config.PERSONAL_LORAS[world]
+    if text in named:
+        return named[text], text
+    path = Path(text).expanduser()
+    hub_file = HUB_FILE.match(text) if world == "full" and not text.startswith((".", "/", "~")) else None
+    if hub_file and not path.exists():
+        return Weights(hub_file[1], weight_name=hub_file[2]), _adapter_name(hub_file[1])
+    if path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",) or path.is_file():
+        path = check_weights_file(path, "LoRA")
+        kind = checkpoint_kind(header(path))
+        if kind in ("sd", "sdxl", "sd2"):
+            raise UserError(f"{path.name} is a whole base model checkpoint, not a LoRA: give it as the base "
+                            "(--base / the base menu)")
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
+        return _local_file(path), _adapter_name(f"{path.stem}-{digest}")
+    if world == "full" and HUB_ID.match(text):
+        return Weights(text), _adapter_name(text)
+    known = styles if world == "toy" else list(named)
+    hub = "a Hub file (owner/name/FILE.safetensors), " if world == "full" else ""
+    raise UserError(f"unknown LoRA {text!r}: give one of {', '.join(known)}, {hub}or the path of a LoRA "
+                    ".safetensors file on this machine")
+
+
+def _adapter_name(text: str) -> str:
+    """A peft adapter name for a LoRA: 'lora-' + its name's letters, digits and dashes."""
+    return "lora-" + re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60]
+
+
+def add_lora(pipe, lora, alpha: float = config.PERSONAL_LORA_ALPHA, world: str | None = None) -> str:
+    """Load a personal LoRA (see :func:`lora_weights`) into ``pipe`` once, beside the LCM LoRA,
+    under its own adapter name, and give it ``alpha`` (0..2, the official demo's "LoRA alpha";
+    the other adapters keep their weights: W x + sum_k alpha_k B_k A_k x). Returns the adapter name."""
+    alpha = check_range("LoRA alpha", alpha, *config.PERSONAL_LORA_RANGE)
+    weights, name = lora_weights(lora, world)
+    if not any(name in names for names in pipe.get_list_adapters().values()):
+        load_lora(pipe, weights, adapter_name=name)
+    set_adapter_weight(pipe, name, alpha)
+    return name
+
+
+def add_loras(pipe, loras, world: str | None = None) -> list[str]:
+    """:func:`add_lora` for each of ``loras``: ``(lora, alpha)`` pairs or bare LoRAs (alpha 0.8)."""
+    if isinstance(loras, (str, Path, Weights)):
+        loras = [loras]
+    names = []
+    for item in loras or ():
+        lora, alpha = item if isinstance(item, tuple) else (item, config.PERSONAL_LORA_ALPHA)
+        names.append(add_lora(pipe, lora, alpha, world))
+    return names
 
 
 def style_weights(style: str) -> Weights:
@@ -132,7 +260,8 @@ def add_style(pipe, style: str, weight: float = 0.8) -> None:
     """Load a toy style LoRA into ``pipe`` next to the LCM LoRA (if any), at ``weight`` (0..2,
     the demo's personal-LoRA alpha); the other adapters keep their weights."""
     weight = check_range("style weight", weight, 0.0, 2.0)
-    load_lora(pipe, style_weights(style), adapter_name=style)
+    if not any(style in names for names in pipe.get_list_adapters().values()):
+        load_lora(pipe, style_weights(style), adapter_name=style)
     set_adapter_weight(pipe, style, weight)
 
 

@@ -7,6 +7,7 @@
     python scripts/tables.py samplers    # LCM and TCD on the student, DDIM/Euler/DPM++ on the teacher
     python scripts/tables.py styles      # style LoRAs + the LCM LoRA (images) and + AnimateLCM (videos)
     python scripts/tables.py control     # ControlNet / image-to-video adapters (teacher-free vs naive), video-to-video
+    python scripts/tables.py i2v         # image-to-video: the official AnimateLCM-I2V design (toy) vs the keyframe ControlNet
     python scripts/tables.py svd         # image-to-video: toy AnimateLCM-SVD-xt vs the toy SVD teacher
     python scripts/tables.py all
 
@@ -33,6 +34,8 @@ STEPS = (1, 2, 4, 8)
 TEACHER_CFG = 7.5
 GUIDANCE_SCALES = (1.0, 4.0, 7.5, 10.0, 15.0)  # the teacher's CFG sweep (guidance table)
 STYLE_TEACHER_CFG = 7.5  # the styles table's reference rows: the style LoRA on the teacher, 25 DDIM steps
+CONTROL_VIDEOS = 40  # the control and i2v tables' held-out videos (evaluation.test_videos), seed = index
+I2V_MOTION_SCALES = (0.0, 0.8, 1.5)  # the official slider's ends and its default (0.8, the scale the toy encoder trained at)
 SVD_VIDEOS = 200  # image-to-video inputs: the first frames of test videos 0..199 (50 digits x 4 directions)
 
 
@@ -186,7 +189,7 @@ def control() -> None:
     from animatelcm_helpers import control as ctl
     from animatelcm_helpers import pipelines, results
 
-    videos, prompts = ctl.test_videos(40)
+    videos, prompts = evaluation.test_videos(CONTROL_VIDEOS)
     rows = []
 
     def add(row):
@@ -195,29 +198,105 @@ def control() -> None:
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
     lcm = pipelines.load_t2v("animatelcm")
-    add(ctl.evaluate(lcm, videos, prompts, "t2v", steps=4, label="AnimateLCM, no control"))
+    add(evaluation.evaluate_control(lcm, videos, prompts, "t2v", steps=4, label="AnimateLCM, no control"))
     for naive in (False, True):
         kind = "naive (diffusion loss, on the teacher)" if naive else "teacher-free (consistency training)"
         edges = ctl.controlnet_pipeline(ctl.load_controlnet("canny", naive=naive), pipe=lcm)
         for detector in ("canny", "lineart"):
-            add(ctl.evaluate(edges, videos, prompts, "control", steps=4, detector=detector,
-                             label=f"AnimateLCM + {kind} edge ControlNet, {detector} maps"))
+            add(evaluation.evaluate_control(edges, videos, prompts, "control", steps=4, detector=detector,
+                                            label=f"AnimateLCM + {kind} edge ControlNet, {detector} maps"))
         i2v = ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=naive), pipe=lcm)
-        add(ctl.evaluate(i2v, videos, prompts, "i2v", steps=4, label=f"AnimateLCM + {kind} I2V adapter"))
+        add(evaluation.evaluate_control(i2v, videos, prompts, "i2v", steps=4, label=f"AnimateLCM + {kind} I2V adapter"))
     teacher = pipelines.load_t2v("teacher")
     naive_on_teacher = ctl.controlnet_pipeline(ctl.load_controlnet("canny", naive=True), pipe=teacher)
-    add(ctl.evaluate(naive_on_teacher, videos, prompts, "control", steps=25, guidance=TEACHER_CFG,
-                     label="teacher (DDIM, CFG) + naive edge ControlNet, canny maps"))
-    add(ctl.evaluate(ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=True), pipe=teacher), videos, prompts,
-                     "i2v", steps=25, guidance=TEACHER_CFG, label="teacher (DDIM, CFG) + naive I2V adapter"))
+    add(evaluation.evaluate_control(naive_on_teacher, videos, prompts, "control", steps=25, guidance=TEACHER_CFG,
+                                    label="teacher (DDIM, CFG) + naive edge ControlNet, canny maps"))
+    add(evaluation.evaluate_control(ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=True), pipe=teacher),
+                                    videos, prompts, "i2v", steps=25, guidance=TEACHER_CFG,
+                                    label="teacher (DDIM, CFG) + naive I2V adapter"))
     pipelines.add_style(lcm, "neon", 0.8)
     v2v = ctl.video_to_video_pipeline(pipe=lcm)
     for strength in (0.25, 0.5, 0.75, 1.0):
-        add(ctl.evaluate(v2v, videos, prompts, "v2v", steps=8, strength=strength, style_prompt="{} in neon style",
-                         label=f"AnimateLCM + neon LoRA 0.8, video-to-video, strength {strength}"))
+        add(evaluation.evaluate_control(v2v, videos, prompts, "v2v", steps=8, strength=strength,
+                                        style_prompt="{} in neon style",
+                                        label=f"AnimateLCM + neon LoRA 0.8, video-to-video, strength {strength}"))
     results.save("control", {"rows": rows, "created": results.stamp(),
                              "what": "40 held-out plain videos (test split), one seed each; edge F1 within 1 px; "
                                      "digit/direction against the original caption"})
+
+
+def _i2v_row(label: str, frames, videos, prompts, seconds: float, unet_evals: int, **fields) -> dict:
+    """A row of the i2v table: first-frame PSNR, digit and direction (against the original caption)
+    with their 95 % bootstrap intervals over the videos (metrics, "one rule for wins and ties")."""
+    import numpy as np
+
+    from animatelcm_helpers import utils
+    from animatelcm_helpers.toy import metrics
+
+    psnr = [utils.psnr(f[0], v[0]) for f, v in zip(frames, videos)]
+    faith = metrics.faithfulness(frames, list(prompts))
+    n = len(videos)
+    intervals = {"first_psnr": metrics.bootstrap(psnr), "digit": metrics.proportion_interval(faith["digit"], n),
+                 "direction": metrics.proportion_interval(faith["direction"], n)}
+    row = {"label": label, **fields, "videos": n, "digit": faith["digit"], "direction": faith["direction"],
+           "first_psnr": float(np.mean(psnr)), "unet_evals": unet_evals, "seconds": seconds,
+           "intervals": {k: [iv.low, iv.high] for k, iv in intervals.items()}}
+    print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    return row
+
+
+def i2v() -> None:
+    """Image-to-video in the toy world: the official AnimateLCM-I2V design (the toy AnimateLCM + the
+    zoo's image encoder, trained teacher-free; ``i2v.image_to_video_pipeline``) beside the keyframe
+    ControlNet (the comparison: frame 0's control, gray on the others; teacher-free and naive), on
+    the control table's 40 held-out videos with the same seeds (seed = video index), 4 LCM steps,
+    no CFG; and AnimateLCM without any image (first-frame PSNR's floor). Each figure with its 95 %
+    bootstrap interval over the 40 videos; a win only where the intervals do not overlap."""
+    import numpy as np
+
+    from animatelcm_helpers import control as ctl
+    from animatelcm_helpers import i2v as i2v_
+    from animatelcm_helpers import pipelines, results
+    from animatelcm_helpers.toy import metrics
+
+    videos, prompts = evaluation.test_videos(CONTROL_VIDEOS)
+    rows = []
+    lcm = pipelines.load_t2v("animatelcm")
+    for mode, pipe, label, kind in (
+            ("t2v", lcm, "AnimateLCM, no image", None),
+            ("i2v", ctl.controlnet_pipeline(ctl.load_controlnet("i2v"), pipe=lcm),
+             "keyframe ControlNet, teacher-free (consistency training)", "keyframe"),
+            ("i2v", ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=True), pipe=lcm),
+             "keyframe ControlNet, naive (diffusion loss, on the teacher)", "keyframe")):
+        r = evaluation.evaluate_control(pipe, videos, prompts, mode, steps=4)
+        rows.append(_i2v_row(f"AnimateLCM + {label}" if kind else label, r["frames"], videos, prompts, r["seconds"],
+                             r["unet_evals"], design=kind or "none", mode=mode, steps=4, guidance=1.0))
+    pipe = i2v_.image_to_video_pipeline(world="toy")
+    for scale in I2V_MOTION_SCALES:
+        for colors in ((False, True) if scale == i2v_.MOTION_SCALE else (False,)):
+            gens = []
+            for i, (video, prompt) in enumerate(zip(videos, prompts)):
+                with pipelines.count_unet_evaluations(pipe.unet) as counter:
+                    gen = i2v_.generate_i2v(pipe, video[0], prompt, motion_scale=scale, steps=4, guidance=1.0,
+                                            frames=len(video), seed=i, match_colors=colors)
+                gens.append((gen, counter["n"]))
+            frames = np.stack([g.frames for g, _ in gens])
+            label = (f"AnimateLCM-I2V design (toy): image encoder, teacher-free, motion scale {scale:g}"
+                     + (", official colour correction" if colors else ""))
+            rows.append(_i2v_row(label, frames, videos, prompts, float(np.mean([g.seconds for g, _ in gens])),
+                                 gens[0][1], design="official", mode="i2v-encoder", steps=4, guidance=1.0,
+                                 motion_scale=scale, match_colors=colors))
+    keyframe = rows[1]
+    verdicts = {}
+    for r in rows[3:]:
+        verdicts[r["label"]] = {k: metrics.compare(results.interval(r, k), results.interval(keyframe, k))
+                                for k in ("first_psnr", "digit", "direction")}
+    results.save("i2v", {"rows": rows, "against_keyframe_teacher_free": verdicts, "created": results.stamp(),
+                         "what": f"{CONTROL_VIDEOS} held-out plain videos (evaluation.test_videos, the control table's), "
+                                 "seed = video index, 4 LCM steps, no CFG; the image: the video's first frame; "
+                                 "digit/direction against the original caption; intervals: 95 % bootstrap over the videos; "
+                                 "verdicts: win/loss only when the intervals do not overlap, else tie"})
+    print(json.dumps(verdicts, indent=1), flush=True)
 
 
 def svd() -> None:
@@ -250,7 +329,8 @@ def svd() -> None:
     print("student at 4 steps / teacher at 25 guided steps:", ratio, flush=True)
 
 
-TABLES = {"stage1": stage1, "table1": table1, "guidance": guidance, "motion": motion, "samplers": samplers, "styles": styles, "control": control, "svd": svd}
+TABLES = {"stage1": stage1, "table1": table1, "guidance": guidance, "motion": motion, "samplers": samplers, "styles": styles,
+          "control": control, "i2v": i2v, "svd": svd}
 
 
 def main(argv=None) -> int:

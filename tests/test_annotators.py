@@ -318,6 +318,7 @@ def test_failed_conversion_leaves_neither_copy_nor_temp_file(tmp_path, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    monkeypatch.setattr(annotators, "save_file", disk_full)  # the name annotators imported
     with pytest.raises(UserError, match="ANIMATELCM_CACHE"):
         annotators.to_safetensors(src)
     assert list(annotators.cache_folder().iterdir()) == []

@@ -250,13 +250,20 @@ def test_tabs_are_data(monkeypatch, toy_settings):
 def test_the_image_to_video_tab_shows_only_where_its_model_exists(monkeypatch, tmp_path, toy_settings):
     from animatelcm_helpers import control
 
-    assert not demo.i2v_available("full")  # config.HUB names no I2V model
+    from animatelcm_helpers import i2v
+    from animatelcm_helpers.toy import zoo
+
+    assert demo.i2v_available("full") and demo.i2v_official("full")  # config.HUB["animatelcm_i2v"]
+    monkeypatch.setattr(zoo, "root", lambda: tmp_path)  # a zoo without the image encoder ...
     monkeypatch.setattr(control, "zoo_folder", lambda kind, naive=False: tmp_path / "i2v-adapter")
-    assert not demo.i2v_available("toy")
+    assert not demo.i2v_available("toy")  # ... and without the keyframe adapter: no tab
     assert "Image-to-video" not in demo.app("toy").tabs
     (tmp_path / "i2v-adapter").mkdir()
     (tmp_path / "i2v-adapter" / "config.json").write_text("{}")
-    assert demo.i2v_available("toy")
+    assert demo.i2v_available("toy") and not demo.i2v_official("toy")  # the keyframe ControlNet
+    (tmp_path / i2v.TOY_ENCODER_FOLDER).mkdir()
+    (tmp_path / i2v.TOY_ENCODER_FOLDER / "config.json").write_text("{}")
+    assert demo.i2v_official("toy")  # the official design, once the zoo has its encoder
 
 
 def test_image_to_video_values_are_checked(toy_settings):
@@ -271,9 +278,29 @@ def test_image_to_video_values_are_checked(toy_settings):
 
 @pytest.mark.skipif("not __import__('animatelcm_helpers.demo').demo.i2v_available('toy')",
                     reason="the toy zoo has no I2V adapter yet (control.py's i2v-adapter)")
-def test_run_i2v_is_control_image_to_video(toy_settings):
+def test_run_i2v_is_the_official_design_on_the_toy_zoo(toy_settings):
+    """The toy zoo has its image encoder, so the tab is AnimateLCM-I2V's design at toy size:
+    ``i2v.generate_i2v`` on ``i2v.image_to_video_pipeline("toy")``, with the official controls."""
+    from animatelcm_helpers import i2v
+
+    assert demo.i2v_official("toy")
+    fields = {f.name: f for f in demo.i2v_fields("toy")}
+    assert {"motion_scale", "negative_prompt", "cfg"} <= set(fields) and fields["motion_scale"].default == i2v.MOTION_SCALE
+    values = {**demo.defaults(fields.values()), "seed": 0, "steps": 2, "frames": 4}
+    result = demo.run_i2v(values)
+    pipe = i2v.image_to_video_pipeline("toy", "cpu")
+    ref = i2v.generate_i2v(pipe, demo.example_image(0), values["prompt"], motion_scale=i2v.MOTION_SCALE, steps=2,
+                           guidance=values["cfg"], frames=4, seed=0, negative_prompt=values["negative_prompt"] or None,
+                           height=values["height"], width=values["width"])
+    np.testing.assert_array_equal(result.frames, ref.frames)
+    assert result.frames.shape == (4, 32, 32, 3) and result.unet_evaluations == 2
+
+
+def test_run_i2v_is_control_image_to_video_without_the_encoder(toy_settings, monkeypatch):
+    """A zoo without the encoder falls back to the keyframe ControlNet (control.image_to_video)."""
     from animatelcm_helpers import control
 
+    monkeypatch.setattr(demo, "i2v_official", lambda world: False)
     values = {**demo.defaults(demo.i2v_fields("toy")), "seed": 0, "steps": 2, "frames": 4}
     result = demo.run_i2v(values)
     pipe = control.controlnet_pipeline(control.load_controlnet("i2v"))

@@ -564,3 +564,40 @@ def test_insertion_needs_a_second_layer_and_matching_encoder(pipe):
         i2v.attach(pipe.unet, [torch.zeros(1)])
     with pytest.raises(UserError, match="image must be"):
         run(pipe, image=np.zeros((8, 8), np.uint8))
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The image-to-video pipeline of the full world: converted folders + a base + the I2V LoRA
+# --------------------------------------------------------------------------------------------
+def test_full_world_pipeline_from_the_converted_folders(converted, tmp_path):
+    """``image_to_video_pipeline(world="full")`` on a local SD1.5-layout base (written here), the
+    converted checkpoint and a LoRA file at 0.8: AnimateDiffPipeline + the official scheduler and
+    layer; the LoRA changes the video; a missing conversion is a one-line error."""
+    from diffusers import StableDiffusionPipeline
+
+    from animatelcm_helpers import pipelines, utils
+    from animatelcm_helpers.config import Weights
+    from animatelcm_helpers.toy import zoo
+
+    tok, text, vae, unet = tiny_parts()
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=i2v.i2v_scheduler(),
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(tmp_path / "base", safe_serialization=True)
+    utils.save_unet_lora(tmp_path / "lora", zoo.random_lora_state_dict(unet, seed=4, scale=0.3), "i2v_lora.safetensors")
+    base = Weights(str(tmp_path / "base"), revision=None, local=True)
+    kw = dict(world="full", device="cpu", converted=converted["out"], base=base)
+    plain = i2v.image_to_video_pipeline(**kw, lcm_lora=None)
+    assert type(plain).__name__ == "AnimateDiffPipeline" and plain.i2v_layer == i2v.OFFICIAL_LAYER
+    assert plain.scheduler.config.beta_end == 0.014 and plain.scheduler.config.original_inference_steps == 200
+    assert tuple(plain.i2v_encoder.config.channels) == CHANNELS
+    with_lora = i2v.image_to_video_pipeline(**kw, lcm_lora=tmp_path / "lora" / "i2v_lora.safetensors")
+    assert with_lora.adapter_weights == {"lcm-lora": i2v.LCM_LORA_WEIGHT}
+    a, b = (run(p, match_colors=False).frames for p in (plain, with_lora))
+    assert a.shape == (FRAMES, SIZE, SIZE, 3) and not np.array_equal(a, b)
+    assert pipelines.max_frames(plain) == SEQ
+    with pytest.raises(UserError, match="convert_official_checkpoint"):
+        i2v.image_to_video_pipeline(world="full", device="cpu")
+    with pytest.raises(UserError, match="not a folder written by convert_official_checkpoint"):
+        i2v.image_to_video_pipeline(world="full", device="cpu", converted=tmp_path)
+    with pytest.raises(UserError, match="no LoRA file"):
+        i2v.image_to_video_pipeline(**kw, lcm_lora=tmp_path / "missing.safetensors")

@@ -252,7 +252,7 @@ def test_full_world_offline_says_what_is_missing(monkeypatch, tmp_path):
         svd.load_svd(world="full", device="cpu")
     text = str(err.value)
     assert "is not on this machine" in text and "HF_HUB_OFFLINE is set" in text
-    assert f"hf download {config.HUB['animatelcm_svd_xt'].repo_id}" in text
+    assert "python -m animatelcm_helpers download animatelcm_svd_xt" in text
     assert "world='toy'" in text
 
 

@@ -22,32 +22,36 @@ import platform
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from diffusers import (
+    AnimateDiffPipeline,
     AutoencoderKL,
     AutoencoderKLTemporalDecoder,
     MotionAdapter,
     StableVideoDiffusionPipeline,
     UNet2DConditionModel,
 )
+from transformers import CLIPTextModel
 
-from .. import config, control, distill, evaluation, pipelines, utils
+from .. import config, control, distill, evaluation, i2v, pipelines, utils
 from ..training import checkpoint_seconds
 from ..utils import quiet_loading
 from . import configs, metrics, recipes, zoo
 from . import svd as toy_svd
 
 STYLES = tuple(s for s in recipes.STYLES if s != "plain")
-STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "motion_loras", "stage2", "adapters", "styles",
-          "metrics")  # the order they run in
+STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "motion_loras", "stage2", "adapters", "i2v_encoder",
+          "styles", "metrics")  # the order they run in
 # the teachers and the measuring stick (issue 3); stage1/stage2 distil
 ZOO_STAGES = ("vae", "image_teacher", "video_teacher", "motion_loras", "styles", "metrics")
+I2V_ENCODER_STEPS = 800  # the toy image encoder (AnimateLCM-I2V design); the keyframe adapter had 1500 (on a quieter CPU)
 STEPS = {"vae": 1200, "image_teacher": 5000, "video_teacher": 1200, "motion_loras": 200, "styles": 600, "metrics": None,
-         "stage1": 1000, "stage2": 400, "adapters": 1500}
+         "stage1": 1000, "stage2": 400, "adapters": 1500, "i2v_encoder": I2V_ENCODER_STEPS}
 TEST_STEPS = {"vae": 3, "image_teacher": 3, "video_teacher": 3, "motion_loras": 2, "styles": 2, "metrics": 3, "stage1": 2,
-              "stage2": 2, "adapters": 2}
+              "stage2": 2, "adapters": 2, "i2v_encoder": 2}
 MOTION_LORAS = "motion-loras"  # the zoo's folder of motion LoRAs, <direction>.safetensors (float16)
 # The toy SVD (issue 9): its temporal VAE, the SVD teacher, and the consistency-distilled student;
 # written to the zoo's svd/ folder (toy.svd.TOY_SVD), weights in float16 (they load as float32).
@@ -59,7 +63,10 @@ TEST_STEPS.update(svd_vae=2, svd_teacher=2, svd_student=2, svd_decoder=2)
 # Teacher-free adapters: the consistency-training grid N of each (k = 1000 // N between the two
 # points). The image-to-video adapter uses a coarser grid (k = 100): it learned much faster
 # than with k = 20 (README, control section); each pair then spans a larger, stronger jump.
-ADAPTER_SOLVER_STEPS = {"controlnet-edges": 50, "i2v-adapter": 10}
+ADAPTER_SOLVER_STEPS = {"controlnet-edges": 50, "i2v-adapter": 10, i2v.TOY_ENCODER_FOLDER: 10}
+I2V_ENCODER_TRAINING = {"batch": 8, "lr": 1e-3, "ema": 0.95}  # as the keyframe adapter (train_adapter's batch and EMA)
+I2V_SAVE_EVERY = 100  # checkpoints (and the first-frame check) of the image encoder's stage
+I2V_CHECK_VIDEOS = 8
 IMAGE_LCM = "image-lcm"  # stage 1's LCM LoRA (lcm_lora.safetensors) and full LCD student (full/)
 IMAGE_LCM_LORA = "lcm_lora.safetensors"
 # The teacher's check written into the manifest: DDIM with CFG over the 40 test prompts.
@@ -233,6 +240,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         return info
 
     run("adapters", stage_adapters)
+    i2v_encoder_stage(work, steps, seed, run, unet, vae, tokenizer, text_encoder, limit, progress)
 
     # 4. Styles (image-only LoRAs)
     def stage_styles():
@@ -275,6 +283,8 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         if "adapters" in stages:
             for folder in sorted((work / "adapters" / "model").iterdir()):
                 shutil.copytree(folder, tmp / folder.name)
+        if "i2v_encoder" in stages:
+            shutil.copytree(work / "i2v_encoder" / "model", tmp / i2v.TOY_ENCODER_FOLDER)
     if set(SVD_STAGES) <= set(stages):
         write_svd(tmp, work)
     manifest = {
@@ -325,6 +335,76 @@ def motion_lora_stage(work: Path, steps: dict, seed: int, run, unet, video_laten
         return info
 
     run("motion_loras", stage_motion_loras)
+
+
+def i2v_first_frame_check(model, vae, tokenizer, text_encoder, n: int = I2V_CHECK_VIDEOS) -> Callable:
+    """``check(encoder) -> dB``: the mean first-frame PSNR of image-to-video on the first ``n`` held-out
+    videos of the control table (``evaluation.test_videos``; seed = index, 4 LCM steps, no colour
+    correction), with ``model`` (the frozen consistency model) and a copy of ``encoder``: how the
+    stage follows its progress at each checkpoint."""
+    pipe = AnimateDiffPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=model, motion_adapter=None,
+                               scheduler=pipelines.make_scheduler("lcm", configs.sd_scheduler().config))
+    pipe.set_progress_bar_config(disable=True)
+    videos, prompts = evaluation.test_videos(n)
+
+    def check(encoder) -> float:
+        i2v.load_i2v(pipe, copy.deepcopy(encoder).eval(), scheduler=None, layer=i2v.TOY_LAYER)
+        gens = [i2v.generate_i2v(pipe, v[0], prompt, steps=4, frames=len(v), seed=i, match_colors=False)
+                for i, (v, prompt) in enumerate(zip(videos, prompts))]
+        return float(np.mean([utils.psnr(g.frames[0], v[0]) for g, v in zip(gens, videos)]))
+
+    return check
+
+
+def i2v_encoder_stage(work: Path, steps: dict, seed: int, run, unet, vae, tokenizer, text_encoder,
+                      limit: int | None = None, progress: bool = True) -> None:
+    """The toy AnimateLCM-I2V's image encoder (:data:`i2v.TOY_ENCODER`): trained teacher-free by
+    ``distill.train_image_encoder`` against the toy AnimateLCM (``<work>/stage2/model``: motion
+    adapter + LCM LoRA) on the adapters' videos, the first frame's VAE posterior sample as the
+    image; its features enter each down block at ``i2v.TOY_LAYER``. Saved in float16 to
+    ``<work>/i2v_encoder/model``. ``run(stage, fn)`` trains or reuses the stage, as in :func:`build`."""
+    def stage_i2v_encoder():
+        with quiet_loading():
+            lcm_adapter = MotionAdapter.from_pretrained(work / "stage2" / "model")
+        lora = distill.load_lora_state_dict(work / "stage2" / "model" / config.TOY_LCM_LORA)
+        data = recipes.i2v_encoder_data(vae, seed, limit or 2400)
+        text = recipes.encode_text(tokenizer, text_encoder, recipes.all_captions())
+        model = recipes.consistency_model(unet, lcm_adapter, lora)
+        model.fuse_lora(lora_scale=1.0)  # frozen: the same function (eps within 4e-6), 16 % less work a step
+        condition = functools.partial(i2v.image_condition, layer=i2v.TOY_LAYER)
+        solver_steps = ADAPTER_SOLVER_STEPS[i2v.TOY_ENCODER_FOLDER]
+        check, checks = i2v_first_frame_check(model, vae, tokenizer, text_encoder), {}
+        checks[0] = round(check(i2v.toy_image_encoder(seed)), 3)
+
+        def on_save(step, encoder):  # the progress check, logged and recorded in the manifest
+            checks[step] = round(check(encoder), 3)
+            print(f"[i2v_encoder] step {step}: first-frame PSNR {checks[step]:.2f} dB on {I2V_CHECK_VIDEOS} held-out videos",
+                  flush=True)
+
+        encoder, fit = distill.train_image_encoder(
+            work / "i2v_encoder" / "training", i2v.toy_image_encoder(seed), model, data["latents"], data["ids"], text,
+            recipes.noise_scheduler().alphas_cumprod, steps["i2v_encoder"], condition, images=data["image_mean"],
+            image_std=data["image_std"], seed=seed, save_every=I2V_SAVE_EVERY, progress=progress,
+            recipe="toy-i2v-encoder", solver_steps=solver_steps, on_save=on_save, **I2V_ENCODER_TRAINING)
+        encoder.to(torch.float16).save_pretrained(work / "i2v_encoder" / "model", safe_serialization=True)
+        for file in (work / "i2v_encoder" / "model").iterdir():
+            file.chmod(0o644)  # diffusers writes the weights private (0600); the zoo ships readable files
+        return {"recipe": "distill.train_image_encoder (teacher-free consistency training against the toy AnimateLCM; "
+                          "target: an EMA copy of the encoder)",
+                "data": "the adapters' videos (the video teacher's 2400 training videos); the image: the first frame's "
+                        "VAE posterior sample, drawn each step",
+                "model": "the toy AnimateLCM (motion adapter + LCM LoRA at 1.0, the LoRA fused into the frozen weights)",
+                "encoder": {k: (list(v) if isinstance(v, tuple) else v) for k, v in i2v.TOY_ENCODER.items()},
+                "insertion_layer": i2v.TOY_LAYER, "motion_scale": distill.IMAGE_ENCODER_MOTION_SCALE,
+                "solver_steps": solver_steps, **I2V_ENCODER_TRAINING, "saved_dtype": "float16",
+                "parameters": sum(p.numel() for p in encoder.parameters()),
+                "final_loss": round(float(np.mean(fit.losses[-50:])), 5),
+                "first_frame_psnr_at_checkpoints": {str(k): v for k, v in sorted(checks.items())},
+                "check": f"first-frame PSNR (dB), {I2V_CHECK_VIDEOS} held-out videos, 4 LCM steps, no colour correction "
+                         "(checkpoints of a resumed run only from the resume on)",
+                "loss_curve": _curve(fit)}
+
+    run("i2v_encoder", stage_i2v_encoder)
 
 
 def svd_stages(work: Path, steps: dict, seed: int, run, limit: int | None = None, progress: bool = True) -> None:
@@ -464,6 +544,32 @@ def add_motion_loras(out: Path, work: Path, steps: dict, seed: int = 0, only=Non
                                                      tokenizer, text_encoder, limit, progress), write)
 
 
+def add_i2v_encoder(out: Path, work: Path, steps: dict, seed: int = 0, only=None, limit: int | None = None,
+                    progress: bool = True) -> dict:
+    """Train the toy image encoder on the EXISTING zoo's AnimateLCM at ``out`` (its ``animatelcm/``
+    copied into ``<work>/stage2/model``; base, VAE and text encoder from ``out/base``) and add it in
+    place as ``out/i2v-encoder``, as :func:`add_svd` does."""
+    if not (work / "stage2" / "model").exists():
+        shutil.copytree(out / "animatelcm", work / "stage2" / "model")
+    with quiet_loading():
+        vae = AutoencoderKL.from_pretrained(out / "base" / "vae").eval()
+        unet = UNet2DConditionModel.from_pretrained(out / "base" / "unet").eval()
+        text_encoder = CLIPTextModel.from_pretrained(out / "base" / "text_encoder").eval()
+    tokenizer = configs.tiny_tokenizer()
+
+    def write(out):
+        tmp = out / (i2v.TOY_ENCODER_FOLDER + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(work / "i2v_encoder" / "model", tmp)
+        shutil.rmtree(out / i2v.TOY_ENCODER_FOLDER, ignore_errors=True)
+        os.replace(tmp, out / i2v.TOY_ENCODER_FOLDER)
+
+    return _add_to_zoo(out, work, steps, seed, only,
+                       lambda run: i2v_encoder_stage(work, steps, seed, run, unet, vae, tokenizer, text_encoder, limit,
+                                                     progress),
+                       write)
+
+
 def evaluate_teacher(out: Path, steps: int, guidance: float, seeds) -> dict:
     """Faithfulness and Frechet distance of the zoo's video teacher (DDIM with CFG), and the
     real-vs-real floor at the same number of videos; recorded in the manifest as
@@ -498,6 +604,8 @@ def main(argv=None) -> int:
                    help="only the teachers and the measuring stick (" + ", ".join(ZOO_STAGES) + "): the timed rebuild")
     p.add_argument("--add-motion-loras", action="store_true",
                    help="train only the motion LoRAs on the existing zoo's video teacher at --out and add them")
+    p.add_argument("--add-i2v-encoder", action="store_true",
+                   help="train only the toy image encoder (AnimateLCM-I2V's design) on the existing zoo at --out and add it")
     args = p.parse_args(argv)
     config.setup(world="toy", test_mode=args.test_mode or None)
     steps = TEST_STEPS if config.current().test_mode else STEPS
@@ -506,6 +614,11 @@ def main(argv=None) -> int:
         manifest = add_svd(args.out, work, steps, seed=args.seed, only=args.only,
                            limit=64 if config.current().test_mode else None)
         print(json.dumps({k: manifest["stages"][k] for k in SVD_STAGES}, indent=1))
+        return 0
+    if args.add_i2v_encoder:
+        manifest = add_i2v_encoder(args.out, work, steps, seed=args.seed, only=args.only,
+                                   limit=64 if config.current().test_mode else None)
+        print(json.dumps(manifest["stages"]["i2v_encoder"], indent=1))
         return 0
     if args.add_motion_loras:
         manifest = add_motion_loras(args.out, work, steps, seed=args.seed, only=args.only,

@@ -367,6 +367,22 @@ def adapter_data(vae, seed: int = 0, limit: int | None = None, num_frames: int =
     return {"latents": latents, "ids": torch.tensor([index[c] for c in meta["caption"]]), "edges": edges, "first": first}
 
 
+@torch.no_grad()
+def i2v_encoder_data(vae, seed: int = 0, limit: int | None = None, num_frames: int = 8, batch: int = 512) -> dict:
+    """What the image encoder (AnimateLCM-I2V's design) trains on: the videos of :func:`adapter_data`
+    (``latents`` (N, F, C, h, w), caption ``ids``) and their first frames as the VAE encodes an image
+    for image-to-video: ``image_mean`` and ``image_std`` (N, C, h, w), the posterior's mean and std
+    times the scaling factor (the official pipeline feeds the encoder a posterior SAMPLE)."""
+    _, index = _caption_index()
+    pixels, meta = stack(MovingDigits("train", kind="video", num_frames=num_frames, seed=seed), limit)
+    n, f = pixels.shape[:2]
+    latents = encode_pixels(vae, pixels.flatten(0, 1)).unflatten(0, (n, f))
+    first = [vae.encode(pixels[i : i + batch, 0]).latent_dist for i in range(0, n, batch)]
+    scale = vae.config.scaling_factor
+    return {"latents": latents, "ids": torch.tensor([index[c] for c in meta["caption"]]),
+            "image_mean": torch.cat([d.mean for d in first]) * scale, "image_std": torch.cat([d.std for d in first]) * scale}
+
+
 def adapter_controlnet(unet, seed: int = 0):
     """A fresh ControlNet adapter for the toy UNet (``configs.tiny_controlnet``) whose conditioning
     embedding's last conv starts small (N(0, 0.02), seeded) instead of zero. The zero output convs

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from diffusers import (
     AutoencoderKL,
     AutoencoderKLTemporalDecoder,
     ControlNetModel,
+    DEISMultistepScheduler,
     EulerDiscreteScheduler,
     MotionAdapter,
     PNDMScheduler,
@@ -49,13 +51,14 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from animatelcm_helpers import checkpoint_formats, i2v
 from animatelcm_helpers.toy import configs as toy_configs
 
 from . import annotators
 from .server import Repo
 
 MANIFEST = Path(__file__).resolve().parents[2] / "animatelcm_helpers" / "hub_files.json"
-VERSION = 1  # bump when a builder changes what it writes (the cache key)
+VERSION = 2  # bump when a builder changes what it writes (the cache key)
 
 # SD1.5's structure, shrunk: 4 levels, 2 layers a block, cross-attention in the first three.
 SD_BLOCKS = (8, 16, 16, 16)
@@ -177,6 +180,130 @@ def write_sd_pipeline(folder: Path, seed: int, fp16: bool) -> None:
                   folder / "v1-5-pruned-emaonly.safetensors")
 
 
+def sd_pipeline(seed: int, safety_checker: bool = False) -> StableDiffusionPipeline:
+    """A fake SD1.5 pipeline (the tiny parts of :func:`sd_parts`), optionally with a tiny safety checker."""
+    parts = sd_parts(seed)
+    checker = StableDiffusionSafetyChecker(CLIPConfig(
+        text_config=dict(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2),
+        vision_config=dict(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16), projection_dim=8)) if safety_checker else None
+    return StableDiffusionPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"],
+                                   tokenizer=toy_configs.tiny_tokenizer(), unet=parts["unet"],
+                                   scheduler=PNDMScheduler(**SD_SCHEDULER), safety_checker=checker,
+                                   feature_extractor=CLIPImageProcessor() if safety_checker else None,
+                                   requires_safety_checker=safety_checker)
+
+
+def _save_sd(pipe: StableDiffusionPipeline, folder: Path) -> None:
+    pipe.save_pretrained(folder, safe_serialization=True)
+    shutil.rmtree(folder / "tokenizer")
+    tokenizer_files(folder / "tokenizer")
+
+
+def write_realistic_vision(folder: Path, seed: int) -> None:
+    """SG161222/Realistic_Vision_V5.1_noVAE: diffusers' layout without safety checker or feature
+    extractor folders (its model_index still lists them), fp32 safetensors only, and eight single
+    files at the root; ``Realistic_Vision_V5.1_fp16-no-ema.safetensors`` is a real original-layout
+    export of this fake (float16), the others small decoys."""
+    pipe = sd_pipeline(seed)
+    _save_sd(pipe, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(feature_extractor=["transformers", "CLIPImageProcessor"], requires_safety_checker=True,
+                 safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"])
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    checkpoint_formats.export_single_file(pipe, folder / "Realistic_Vision_V5.1_fp16-no-ema.safetensors", torch.float16)
+    stub = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}
+    for name in ("Realistic_Vision_V5.1", "Realistic_Vision_V5.1-inpainting", "Realistic_Vision_V5.1_fp16-no-ema-inpainting"):
+        save_file(stub, folder / f"{name}.safetensors")
+    for name in ("Realistic_Vision_V5.1", "Realistic_Vision_V5.1-inpainting", "Realistic_Vision_V5.1_fp16-no-ema",
+                 "Realistic_Vision_V5.1_fp16-no-ema-inpainting"):
+        _pickle(folder / f"{name}.ckpt", pipe.unet.state_dict())
+
+
+def write_dreamshaper(folder: Path, seed: int) -> None:
+    """Lykon/dreamshaper-8: diffusers' layout with its safety checker, fp16 variants of every
+    model and a DEISMultistepScheduler."""
+    pipe = sd_pipeline(seed, safety_checker=True)
+    pipe.scheduler = DEISMultistepScheduler.from_config(pipe.scheduler.config)
+    _save_sd(pipe, folder)
+    for part, name in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
+                       ("text_encoder", "model"), ("safety_checker", "model")):
+        _fp16_copy(folder / part, name)
+
+
+def kohya_style_lora(seed: int, rank: int = 4, text_encoder: bool = False) -> dict:
+    """A style LoRA for the fake base in kohya's format: the attention projections of every spatial
+    transformer (``lora_unet_*``), plus with ``text_encoder`` every projection of the text encoder's
+    layer 0 (``lora_te_text_model_encoder_layers_0_*``); ``.alpha`` = rank / 2."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+
+    def add(name, fan_in, fan_out):
+        out[f"{name}.lora_down.weight"] = (torch.randn(rank, fan_in, generator=g) * 0.3).half()
+        out[f"{name}.lora_up.weight"] = (torch.randn(fan_out, rank, generator=g) * 0.3).half()
+        out[f"{name}.alpha"] = torch.tensor(rank / 2, dtype=torch.float16)
+
+    for name, module in base_unet().named_modules():
+        if name.endswith((".attn1.to_q", ".attn1.to_k", ".attn1.to_v", ".attn2.to_q", ".attn2.to_k", ".attn2.to_v")):
+            add("lora_unet_" + name.replace(".", "_"), module.in_features, module.out_features)
+    if text_encoder:
+        hidden, inner = 16, 32
+        for proj, (i, o) in {"self_attn_q_proj": (hidden, hidden), "self_attn_k_proj": (hidden, hidden),
+                             "self_attn_v_proj": (hidden, hidden), "self_attn_out_proj": (hidden, hidden),
+                             "mlp_fc1": (hidden, inner), "mlp_fc2": (inner, hidden)}.items():
+            add(f"lora_te_text_model_encoder_layers_0_{proj}", i, o)
+    return out
+
+
+def _jpeg(path: Path, seed: int) -> None:
+    from PIL import Image
+
+    rgb = torch.randint(0, 255, (8, 8, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).numpy()
+    Image.fromarray(rgb).save(path, format="JPEG")
+
+
+def write_style_lora(folder: Path, repo_id: str, seed: int) -> None:
+    """A style-LoRA repository as the model cards ship them: the kohya .safetensors and the
+    example images (the coloring-book LoRA also on the text encoder)."""
+    for f in manifest()["repos"][repo_id]["files"]:
+        path = folder / f["path"]
+        if path.suffix == ".jpeg":
+            _jpeg(path, seed + len(f["path"]))
+        elif path.suffix == ".safetensors":
+            save_file(kohya_style_lora(seed, text_encoder="coloringbook" in repo_id), path)
+
+
+# The official motion modules' names (AnimateDiff's original layout, AnimateLCM's motion_module.py) from
+# diffusers' (the inverse of i2v.MOTION_KEY_RENAMES): norm1/norm2 -> norms.0/1, norm3 -> ff_norm,
+# attn1/attn2 -> attention_blocks.0/1, and the temporal_transformer level.
+I2V_MOTION = dict(MOTION, use_motion_mid_block=True, motion_max_seq_length=64)
+
+
+def official_motion_key(key: str) -> str:
+    key = re.sub(r"(motion_modules\.\d+)\.", r"\1.temporal_transformer.", key)
+    for new, old in ((".norm1.", ".norms.0."), (".norm2.", ".norms.1."), (".norm3.", ".ff_norm."),
+                     (".attn1.", ".attention_blocks.0."), (".attn2.", ".attention_blocks.1.")):
+        key = key.replace(new, old)
+    return key
+
+
+def official_i2v_checkpoint(seed: int) -> dict:
+    """``AnimateLCM_sd15_i2v.ckpt`` at the fake base's size: the motion modules of a MotionAdapter
+    matching it (blocks 8/16/16/16, 2 layers a block, a mid-block module, as inference-i2v.yaml) in
+    the official names, no PE buffers, plus ``img_encoder.*`` (the official Adapter, sk=True,
+    nums_rb=2, ksize=1) with every weight drawn (no zero-initialised layer)."""
+    adapter = _randomise(MotionAdapter(**I2V_MOTION), seed, 0.05)
+    state = {official_motion_key(k): v for k, v in adapter.state_dict().items() if not k.endswith(".pos_embed.pe")}
+    encoder = _randomise(i2v.I2VImageEncoder(cin=4, channels=SD_BLOCKS, nums_rb=2, ksize=1, sk=True), seed + 1, 0.1)
+    state.update({"img_encoder." + k: v for k, v in encoder.state_dict().items()})
+    return {k: v.contiguous() for k, v in state.items()}
+
+
+def write_animatelcm_i2v(folder: Path, seed: int) -> None:
+    torch.save(official_i2v_checkpoint(seed), folder / "AnimateLCM_sd15_i2v.ckpt")
+    save_file(kohya_lcm_lora(base_unet(), seed + 1), folder / "AnimateLCM_sd15_i2v_lora.safetensors")
+
+
 def base_unet(repo_id: str = "emilianJR/epiCRealism") -> UNet2DConditionModel:
     """The fake base's UNet (the motion adapters, LoRAs and ControlNets are made for it)."""
     return sd_parts(_seed(repo_id))["unet"]
@@ -289,6 +416,14 @@ def write_repo(repo_id: str, folder: Path) -> None:
             save_file(svd_unet(seed + len(name)).state_dict(), folder / name)
     elif repo_id.startswith("lllyasviel/control_v11"):
         write_controlnet(folder, base_unet(), seed)
+    elif repo_id == "SG161222/Realistic_Vision_V5.1_noVAE":
+        write_realistic_vision(folder, seed)
+    elif repo_id == "Lykon/dreamshaper-8":
+        write_dreamshaper(folder, seed)
+    elif repo_id.startswith("artificialguybr/"):
+        write_style_lora(folder, repo_id, seed)
+    elif repo_id == "wangfuyun/AnimateLCM-I2V":
+        write_animatelcm_i2v(folder, seed)
     elif repo_id == "lllyasviel/Annotators":
         annotators.write_annotator_files(folder, seed=0)
         for name in ("sk_model.pth", "table5_pidinet.pth"):
