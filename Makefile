@@ -42,7 +42,7 @@ unit: $(STAMP)
 # requirements/min.txt (every dependency at its `>=` bound, tests/test_min_deps.py keeps the two files in step;
 # the dev tools at their current versions), then the unit tests there, with a cache of their own so nothing built
 # by the newer versions in .venv is reused. First use downloads torch 2.6.0's CUDA build (about 3 GB) from PyPI.
-# CI runs it after `make test`.
+# CI runs it last, after `make test` and `make test-browser`.
 MIN_VENV ?= .venv-min
 MIN_STAMP := $(MIN_VENV)/.installed
 $(MIN_STAMP): pyproject.toml requirements/min.txt

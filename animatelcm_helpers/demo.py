@@ -52,7 +52,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from . import config, control, i2v, i2v_official, loading, media, pipelines, svd, utils
+from . import config, control, i2v, loading, media, pipelines, svd, utils
+from . import i2v_official as official_i2v  # the module; i2v_official() below says which design a world has
 from .checkpoint_formats import check_weights_file
 from .config import UserError
 from .svd import check_image
@@ -556,7 +557,7 @@ def i2v_pipe(world: str | None = None, base=None):
     settings = config.with_world(world) if world else config.current()
     official = i2v_official(settings.world)
     if settings.world == "full":
-        build = lambda: i2v_official.pipeline(base=base, device=settings.device)  # noqa: E731
+        build = lambda: official_i2v.pipeline(base=base, device=settings.device)  # noqa: E731
     elif official:
         if base is not None:
             raise UserError("the toy image-to-video model runs on the toy base only: choose 'toy base'")

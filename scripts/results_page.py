@@ -32,11 +32,12 @@ ORDER = (
     ("styles", "Styles without stylized video", "03, 04"),
     ("ablation", "The decoupled initialization, ablated", "04"),
     ("control", "Teacher-free adaptation and control", "05, 06"),
+    ("i2v", "Image-to-video: AnimateLCM-I2V's design (an image encoder) against the keyframe ControlNet", "05, 06, 08"),
     ("svd", "AnimateLCM-SVD-xt at toy size", "07"),
 )
 # (key, header, format): the columns a table shows, in this order, when its rows have them
 COLUMNS = (
-    ("label", "model", "{}"), ("mode", "mode", "{}"), ("scheduler", "sampler", "{}"), ("steps", "steps", "{}"),
+    ("label", "model", "{}"), ("mode", "mode", "{}"), ("motion_scale", "motion scale", "{:g}"), ("scheduler", "sampler", "{}"), ("steps", "steps", "{}"),
     ("guidance", "CFG", "{:g}"), ("max_guidance", "max guidance", "{:g}"), ("scale", "scale", "{:g}"),
     ("strength", "strength", "{:g}"), ("videos", "videos", "{}"), ("digit", "digit", "{:.2f}"),
     ("score", "digit p", "{:.3f}"), ("direction", "direction", "{:.2f}"), ("style", "style", "{:.2f}"),
@@ -51,7 +52,7 @@ def cell(row: dict, key: str, fmt: str) -> str:
     if value is None:
         return "-"
     text = fmt.format(value)
-    iv = results.interval(row, key) if key in ("digit", "direction", "style", "frechet") else None
+    iv = results.interval(row, key) if key in ("digit", "direction", "style", "frechet", "first_psnr") else None
     if iv is not None:
         digits = len(text.split(".")[1]) if "." in text else 0
         text += f" [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"

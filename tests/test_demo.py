@@ -272,8 +272,8 @@ def test_image_to_video_values_are_checked(toy_settings):
     np.testing.assert_array_equal(checked["image"], demo.example_image(0))
     with pytest.raises(UserError, match=r"^the prompt is empty: say how the image should move"):
         demo.validate_i2v({**good, "prompt": ""}, "toy")
-    with pytest.raises(UserError, match=r"^image strength must be between 0.0 and 2.0, got 3.0$"):
-        demo.validate_i2v({**good, "image_scale": 3.0}, "toy")
+    with pytest.raises(UserError, match=r"^motion scale must be between 0.0 and 1.5, got 3.0$"):
+        demo.validate_i2v({**good, "motion_scale": 3.0}, "toy")  # the official design's slider
 
 
 @pytest.mark.skipif("not __import__('animatelcm_helpers.demo').demo.i2v_available('toy')",

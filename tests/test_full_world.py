@@ -29,9 +29,11 @@ def test_download_fetches_exactly_the_files_the_manifest_marks_used(workshop_cac
     assert {(f.repo_id, f.path) for f, _ in got} == used
     assert set(sent) <= used  # nothing else crossed the wire: no pickle, no safety checker, no SGM file
     assert not any(p.startswith("safety_checker/") for _, p in sent)
-    # the one pickle: AnimateLCM-I2V exists upstream only as a .ckpt (read once with weights_only=True, converted)
-    assert {(r, p) for r, p in sent if p.endswith((".bin", ".ckpt", ".pt", ".pth"))} == {
-        (config.HUB["animatelcm_i2v"].repo_id, config.HUB["animatelcm_i2v"].weight_name)}
+    # the pickles: files that exist upstream only as pickles, each read once with weights_only=True and
+    # converted: controlnet-aux's detectors (Annotators) and AnimateLCM-I2V's checkpoint
+    pickles = {(r, p) for r, p in sent if p.endswith((".bin", ".ckpt", ".pt", ".pth"))}
+    i2v_ckpt = (config.HUB["animatelcm_i2v"].repo_id, config.HUB["animatelcm_i2v"].weight_name)
+    assert i2v_ckpt in pickles and {r for r, _ in pickles - {i2v_ckpt}} == {config.HUB["annotators"].repo_id}
     for f, path in got:  # the real cache layout, the bytes of the remote file
         assert f"models--{f.repo_id.replace('/', '--')}" in path and "/snapshots/" in path
 

@@ -19,11 +19,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "animatelcm_helpers"
 NAME = "animatelcm_helpers"
 
 LAYERS = {
-    "base": ("config", "media", "utils", "hub", "detectors", "annotators"),
-    "method core": ("consistency", "lcm", "training", "distill", "svd_scheduler", "svd_distill"),
+    "base": ("config", "media", "utils", "hub", "detectors", "annotators", "checkpoint_formats"),
+    "method core": ("consistency", "lcm", "training", "distill", "svd_scheduler", "svd_distill", "successors"),
     "worlds": ("toy", "toy.data", "toy.configs", "toy.zoo", "toy.recipes", "toy.metrics", "toy.svd", "toy2d"),
-    "drivers": ("loading", "pipelines", "control", "svd", "i2v"),
-    "apps": ("evaluation", "demo", "cli", "results", "toy.build", "__main__", "__init__"),
+    "drivers": ("loading", "pipelines", "control", "svd", "i2v", "i2v_official"),
+    "apps": ("evaluation", "demo", "cli", "results", "toy.build", "toy.build_successors", "__main__", "__init__"),
 }
 ORDER = list(LAYERS)
 LAYER_OF = {module: ORDER.index(layer) for layer, modules in LAYERS.items() for module in modules}

@@ -46,7 +46,8 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     commands = [l.strip() for l in ci.splitlines() if l.strip() and not l.startswith("#")]
-    assert commands[-2:] == ["make test", "make test-browser"]  # README's test command, then the browser test
+    # README's test command first, then the browser test, then the lower bounds (the slowest, the only one that downloads)
+    assert commands[-3:] == ["make test", "make test-browser", "make test-min-deps"]
     assert "make test" in readme and "make lab" in readme and "make test-browser" in readme
     assert "pytest tests_browser" in (ROOT / "Makefile").read_text()
 
