@@ -242,7 +242,7 @@ def i2v_fields(world: str) -> list[Field]:
         Field("prompt", "prompt", "text", i2v.PROMPT if full else "a one moving left"),
         Field("negative_prompt", "negative prompt", "text", i2v.NEGATIVE_PROMPT, hint="used when CFG > 1"),
         Field("motion_scale", "motion scale", "float", i2v.MOTION_SCALE, 0.0, 1.5, 0.05,
-              hint="the image encoder's frame embedding; smaller keeps the image's identity better"),
+              hint="the image encoder's per-frame embedding (official 0.8); RESULTS.md measures 0, 0.8 and 1.5"),
         Field("steps", "steps", "int", i2v.STEPS, *lim.steps),
         Field("cfg", "CFG", "float", i2v.GUIDANCE, *lim.cfg, 0.1,
               hint="above 1: classifier-free guidance, 2 UNet evaluations a step"),

@@ -452,9 +452,9 @@ def as_conditioning(cond: torch.Tensor, frames: int) -> torch.Tensor:
     """Conditioning images as floats in [0, 1], one per frame (B, F, 3, H, W): uint8 maps are
     divided by 255. One image per video (B, 3, H, W), the image-to-video case, conditions frame 0
     only; frames 1 .. F-1 get the mid-gray :data:`EMPTY_CONDITION` image (the keyframe scheme of
-    SparseCtrl, AnimateDiff's image-to-video ControlNet). The motion modules carry the image to
-    the later frames; repeating it over every frame, as the official I2V adapter does with its
-    image encoding, pulls every frame toward frame 0 and fights the motion (notebook 05)."""
+    SparseCtrl, AnimateDiff's image-to-video ControlNet): the motion modules carry the image to
+    the later frames. (AnimateLCM-I2V's image encoder instead sees the image on every frame, with a
+    per-frame position embedding telling the frames apart: ``i2v.py``.)"""
     if cond.ndim == 4:
         empty = EMPTY_CONDITION if cond.dtype == torch.uint8 else EMPTY_CONDITION / 255.0
         keyframe = torch.full((cond.shape[0], frames, *cond.shape[1:]), empty, dtype=cond.dtype)
