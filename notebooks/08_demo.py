@@ -125,6 +125,11 @@ media.show_markdown(
 # bar counts the steps, the video plays inline (an HTML5 `<video>`), the status line gives the seconds and UNet
 # evaluations, and **Save GIF** / **Save MP4** write it to `outputs/demo/`.
 #
+# What the app looks like after **Generate** (a screenshot that `make test-browser` takes in headless Chromium; GitHub
+# renders no widgets, so this picture is what a reader of the repository sees):
+#
+# ![The demo app in JupyterLab after Generate: the text-to-video tab's controls, the progress bar, the status line and the video](../docs/demo.png)
+#
 # The live app (in Jupyter, Colab or on nbviewer, which renders the stored widgets; GitHub shows no widgets):
 
 # %%
