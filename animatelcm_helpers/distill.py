@@ -91,6 +91,15 @@ def consistency_prediction(eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
     return append_dims(c_skip, x_t.ndim) * x_t + append_dims(c_out, x_t.ndim) * x0
 
 
+def grid_pairs(b: int, alphas_cumprod: torch.Tensor, solver_steps: int, g: torch.Generator):
+    """``b`` points of the skipping grid and the point k below each: t ~ U{grid}, t_prev = max(t - k, 0),
+    k = T // N (T = ``len(alphas_cumprod)``, N = ``solver_steps``); drawn from ``g``."""
+    grid = torch.from_numpy(skipping_grid(solver_steps, len(alphas_cumprod)))
+    k = len(alphas_cumprod) // solver_steps
+    t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
+    return t, (t - k).clamp(min=0)
+
+
 def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Tensor, text: torch.Tensor,
              uncond: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator, w_range=(5.5, 7.5),
              distance: Callable = pseudo_huber, solver_steps: int = SOLVER_STEPS, device=None) -> torch.Tensor:
@@ -103,10 +112,7 @@ def lcd_loss(online: Callable, target: Callable, teacher: Callable, x0: torch.Te
     each process then keeps its share (``training.shard()``). ``device``: where to compute.
     """
     b = x0.shape[0]
-    grid = torch.from_numpy(skipping_grid(solver_steps, len(alphas_cumprod)))
-    k = len(alphas_cumprod) // solver_steps
-    t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
-    t_prev = (t - k).clamp(min=0)
+    t, t_prev = grid_pairs(b, alphas_cumprod, solver_steps, g)
     w = w_range[0] + (w_range[1] - w_range[0]) * torch.rand(b, generator=g)
     z = torch.randn(x0.shape, generator=g)
     part = training.shard()  # under accelerate launch: this process's share of the batch
@@ -406,10 +412,7 @@ def consistency_training_loss(online: Callable, target: Callable, x0: torch.Tens
     stop-gradient copy), c the condition. ``online``/``target``: ``(x, t, text, cond) -> eps``.
     """
     b = x0.shape[0]
-    grid = torch.from_numpy(skipping_grid(solver_steps, len(alphas_cumprod)))
-    k = len(alphas_cumprod) // solver_steps
-    t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
-    t_prev = (t - k).clamp(min=0)
+    t, t_prev = grid_pairs(b, alphas_cumprod, solver_steps, g)
     z = torch.randn(x0.shape, generator=g)
     part = training.shard()
     x0, text, cond, t, t_prev, z = x0[part], text[part], cond[part], t[part], t_prev[part], z[part]

@@ -52,7 +52,7 @@ from torch.func import functional_call
 from . import distill, training
 from .config import UserError
 from .consistency import append_dims, ema_update, pseudo_huber
-from .lcm import lcm_timesteps, predicted_x0, renoise, skipping_grid
+from .lcm import lcm_timesteps, predicted_x0, renoise
 
 SUCCESSOR = "successor"  # the peft adapter name of a successor's LoRA (on top of the LCM LoRA)
 SUCCESSOR_RANK = 2  # small enough to ship two of them in the zoo (77 kB each in float16)
@@ -162,10 +162,7 @@ def phased_loss(online: Callable, target: Callable, teacher: Callable, x0: torch
     it maps to the phase's edge s instead of to x0. (PCM's code also wraps it in LCM's c_skip/c_out,
     which is the identity to within 7e-6 for t >= 19: left out, the boundary holds exactly.)"""
     b = x0.shape[0]
-    grid = torch.from_numpy(skipping_grid(solver_steps, len(alphas_cumprod)))
-    k = len(alphas_cumprod) // solver_steps
-    t = grid[torch.randint(0, solver_steps, (b,), generator=g)]
-    t_prev = (t - k).clamp(min=0)
+    t, t_prev = distill.grid_pairs(b, alphas_cumprod, solver_steps, g)
     w = w_range[0] + (w_range[1] - w_range[0]) * torch.rand(b, generator=g)
     z = torch.randn(x0.shape, generator=g)
     s = phase_edge(t, phase_edges(phases, solver_steps, len(alphas_cumprod)))
