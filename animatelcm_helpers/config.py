@@ -133,7 +133,18 @@ HUB: dict[str, Weights] = {
     # The text-to-video motion adapter's config.json only: the I2V motion modules' architecture (attention
     # heads, GroupNorm groups), which a checkpoint's shapes do not record.
     "animatelcm_motion_config": Weights("wangfuyun/AnimateLCM", weight_name="config.json"),
+    # AnimateDiff-Lightning (ByteDance; progressive adversarial distillation of AnimateDiff v1.5.2, a successor
+    # of AnimateLCM, notebook 09): one motion adapter per step count, each a bare MotionAdapter state dict
+    # (no config.json; its model card loads it into ``MotionAdapter()``, diffusers' defaults: the v1.5.2
+    # architecture). Sampled with Euler, trailing spacing, linear betas, no CFG.
+    **{f"lightning_{n}step": Weights("ByteDance/AnimateDiff-Lightning",
+                                     weight_name=f"animatediff_lightning_{n}step_diffusers.safetensors")
+       for n in (1, 2, 4, 8)},
+    # The architecture those state dicts have: AnimateDiff v1.5.2's config.json (= ``MotionAdapter()``'s
+    # defaults for the real one); read instead of the defaults so the same code runs on any size of model.
+    "lightning_motion_config": Weights("guoyww/animatediff-motion-adapter-v1-5-2", weight_name="config.json"),
 }
+LIGHTNING_STEPS = (1, 2, 4, 8)  # the step counts AnimateDiff-Lightning was distilled for (its card: 1 step is for research)
 
 
 
@@ -178,6 +189,8 @@ class ModelSpec:
     modules were trained with ``beta_schedule="linear"``, so the full world samples with it);
     with ``scheduler_from_base=False`` they are the whole config (the sampler's defaults plus
     them), as the official AnimateLCM inference builds its ``LCMScheduler``.
+    ``motion_config`` is set where ``motion_adapter`` names one bare state-dict file (its
+    ``weight_name``; AnimateDiff-Lightning's): the ``config.json`` of the architecture it fills.
     """
 
     name: str
@@ -194,6 +207,7 @@ class ModelSpec:
     width: int
     scheduler_kwargs: tuple[tuple[str, object], ...] = ()
     scheduler_from_base: bool = True
+    motion_config: Weights | None = None  # a motion adapter that is one state-dict file: its config.json
 
 
 # diffusers' AnimateDiff recipe for DDIM on the full world's teacher (the motion modules' linear betas).
@@ -214,6 +228,13 @@ ANIMATELCM_T2V_SCHEDULE = (
     ("beta_schedule", "linear"),
     ("original_inference_steps", 100),
     ("steps_offset", 1),
+)
+
+# AnimateDiff-Lightning's sampler (its model card): EulerDiscreteScheduler on the base's schedule with trailing
+# timestep spacing and linear betas; 4 steps are [999, 749, 499, 249], 1 step [999].
+LIGHTNING_SCHEDULE = (
+    ("timestep_spacing", "trailing"),
+    ("beta_schedule", "linear"),
 )
 
 TOY_LCM_LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
@@ -251,6 +272,22 @@ MODELS: dict[str, dict[str, ModelSpec]] = {
             width=512,
             scheduler_kwargs=ANIMATEDIFF_SCHEDULE,
         ),
+        **{f"lightning-{n}step": ModelSpec(
+            f"lightning-{n}step",
+            f"AnimateDiff-Lightning, {n}-step model: epiCRealism + its {n}-step motion adapter, Euler (trailing), no CFG",
+            base=HUB["epicrealism"],
+            motion_adapter=HUB[f"lightning_{n}step"],
+            lcm_lora=None,
+            lcm_lora_weight=0.0,
+            scheduler="euler",
+            steps=n,
+            guidance=1.0,
+            frames=16,
+            height=512,
+            width=512,
+            scheduler_kwargs=LIGHTNING_SCHEDULE,
+            motion_config=HUB["lightning_motion_config"],
+        ) for n in LIGHTNING_STEPS},
     },
     "toy": {
         "animatelcm": ModelSpec(

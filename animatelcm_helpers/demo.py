@@ -80,6 +80,7 @@ class Field:
     step: float | None = None
     options: dict = field(default_factory=dict)
     hint: str = ""
+    sets: Callable[[object, str], dict] | None = None  # a choice that sets other controls: sets(value, world)
 
 
 @dataclass(frozen=True)
@@ -146,15 +147,34 @@ def motion_loras(world: str) -> dict[str, str]:
     return {NO_LORA: NO_LORA, **{m: m for m in config.MOTION_LORAS[world]}}
 
 
-T2V_MODEL = "animatelcm"  # the text-to-video tab runs AnimateLCM (config.MODELS[world]["animatelcm"])
+T2V_MODEL = "animatelcm"  # the text-to-video tab's default model (config.MODELS[world]["animatelcm"])
+
+
+def t2v_models(world: str) -> dict[str, str]:
+    """{label: model name} of the text-to-video tab's model menu: AnimateLCM, and in the full world
+    its successor AnimateDiff-Lightning, one entry per distilled step count (``config.MODELS``)."""
+    models = {("AnimateLCM (toy)" if world == "toy" else "AnimateLCM"): T2V_MODEL}
+    if world == "full":
+        models.update({f"AnimateDiff-Lightning, {n}-step model": f"lightning-{n}step" for n in config.LIGHTNING_STEPS})
+    return models
+
+
+def model_defaults(model: str, world: str) -> dict:
+    """What choosing ``model`` in the menu sets: its steps, CFG and LCM LoRA alpha (``config.MODELS``)."""
+    spec = config.model_spec(model, world)
+    return {"steps": spec.steps, "cfg": float(spec.guidance), "lcm_alpha": float(spec.lcm_lora_weight)}
 
 
 def t2v_fields(world: str) -> list[Field]:
-    """The text-to-video tab's controls, with the world's defaults (``config.MODELS``)."""
+    """The text-to-video tab's controls, with the world's defaults (``config.MODELS``). The model menu
+    (:func:`t2v_models`) sets steps, CFG and the LCM LoRA alpha to the chosen model's (:func:`model_defaults`)."""
     spec = config.model_spec(T2V_MODEL, world)
     lim = LIMITS[world]
     example = "a seven moving left" if world == "toy" else "a boy holding a rabbit, spring, flowers"
     return [
+        Field("model", "model", "choice", next(iter(t2v_models(world))), options=t2v_models(world),
+              hint="Lightning: a motion adapter per step count, Euler, no CFG, no LCM LoRA (notebook 09)",
+              sets=model_defaults),
         *_personal_fields(world, spec.lcm_lora_weight),
         Field("motion_lora", "motion LoRA", "choice", NO_LORA, options=motion_loras(world),
               hint="steers the motion (weight 1); the prompt alone does not pick it"),
@@ -342,8 +362,8 @@ def validate_t2v(values: dict, world: str | None = None) -> dict:
     if not isinstance(negative, str):
         raise UserError(f"the negative prompt must be text, got {negative!r}")
     # "_checked": run_t2v takes this dict as it is (its base and LoRA are already paths or names, not menu labels)
-    out = {"world": world, "prompt": prompt.strip(), "negative_prompt": negative.strip(), "model": T2V_MODEL,
-           "_checked": True}
+    out = {"world": world, "prompt": prompt.strip(), "negative_prompt": negative.strip(),
+           "model": _choice(values, fields["model"]), "_checked": True}
     out.update(_personal_values(values, fields, world))
     out["motion_lora"] = _choice(values, fields["motion_lora"])
     for name in ("steps", "frames", "cfg", "seed", "width", "height"):
@@ -745,6 +765,14 @@ def tab_widget(tab: Tab, world: str | None = None, out_dir: str | Path = "output
             message(f"{describe(box.result)}. Saved {path}")
         except UserError as err:
             message(f"{err}", error=True)
+
+    for f in fields:  # a menu that sets other controls (the model menu: its steps and CFG)
+        if f.sets is not None:
+            def follow(change, f=f):
+                for name, value in f.sets(f.options[change["new"]], world).items():
+                    if name in controls:
+                        controls[name].value = value
+            controls[f.name].observe(follow, names="value")
 
     generate.on_click(on_generate)
     save_gif.on_click(lambda _: on_save(".gif"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import MotionAdapter, StableDiffusionPipeline
 
 from . import config, hub
 from .checkpoint_formats import check_sd_checkpoint, check_weights_file
@@ -67,6 +67,31 @@ def from_pretrained(cls, weights: Weights, what: str, **kwargs):
         if isinstance(err, OSError):
             raise missing_weights(weights, what) from None
         raise UserError(f"could not load the {what} {weights.describe()}: {err}") from None
+
+
+def load_motion_adapter(weights: Weights, dtype, motion_config: Weights | None = None,
+                        what: str = "motion adapter"):
+    """A ``MotionAdapter``: ``from_pretrained`` of a folder or repository (diffusers' layout), or,
+    with ``motion_config`` given, ONE bare state-dict file (``weights.weight_name``, as
+    AnimateDiff-Lightning ships its adapters) read into ``MotionAdapter.from_config(motion_config's
+    config.json)``, every key required (a file for another architecture is one clear error)."""
+    if motion_config is None:
+        return from_pretrained(MotionAdapter, weights, what, dtype=dtype)
+    def one_file(w: Weights, about: str) -> Path:
+        return Path(resolve(w)[0]) / w.weight_name if w.local else Path(hub.hub_file(w, about))
+
+    path = one_file(weights, what)
+    adapter = MotionAdapter.from_config(json.loads(one_file(motion_config, f"{what}'s architecture").read_text()))
+    state = load_safetensors(path, what)
+    try:
+        adapter.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        first = (lines[1] if len(lines) > 1 else lines[0]).strip()
+        first = first if len(first) <= 160 else first[:157] + "..."
+        raise UserError(f"the {what} {weights.describe()} does not fit the architecture of "
+                        f"{motion_config.describe()} ({first}); use the config.json of the model it was trained as") from None
+    return adapter.to(dtype)
 
 
 def load_base(weights: Weights, dtype, what: str = "base model", world: str | None = None,

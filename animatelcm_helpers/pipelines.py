@@ -36,14 +36,13 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
     LCMScheduler,
-    MotionAdapter,
     TCDScheduler,
 )
 
 from . import config
 from .checkpoint_formats import check_weights_file, checkpoint_kind, header
 from .config import ModelSpec, UserError, Weights
-from .loading import LCM_ADAPTER, from_pretrained, load_base, load_lora, memory_plan, place
+from .loading import LCM_ADAPTER, from_pretrained, load_base, load_lora, load_motion_adapter, memory_plan, place
 from .media import float_to_uint8
 from .toy.data import STYLES
 from .utils import PICKLE_SUFFIXES, check_int, check_range, quiet_loading, seeded
@@ -119,7 +118,7 @@ def load_t2v(
         spec = config.model_spec(model, settings.world)
     if base is not None:
         spec = replace(spec, base=base_weights(base, settings.world))
-    adapter = from_pretrained(MotionAdapter, spec.motion_adapter, "motion adapter", dtype=dtype)
+    adapter = load_motion_adapter(spec.motion_adapter, dtype, spec.motion_config)
     base = load_base(spec.base, dtype, world=settings.world)
     with quiet_loading():  # from_pipe's .to() warns about float32 modules it does not have
         pipe = AnimateDiffPipeline.from_pipe(base, motion_adapter=adapter)

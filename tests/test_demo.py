@@ -12,7 +12,6 @@ import pytest
 
 from animatelcm_helpers import config, demo, evaluation, loading, media, pipelines, svd
 from animatelcm_helpers.config import UserError
-from animatelcm_helpers.toy import metrics
 
 TINY = {"seed": 0, "steps": 2, "frames": 4, "width": 16, "height": 16}
 
@@ -34,6 +33,26 @@ def test_defaults_are_the_models_and_the_official_demos(toy_settings):
     assert (full["steps"].default, full["width"].default, full["frames"].default, full["cfg"].default) == (6, 512, 16, 1.5)
     assert (full["lcm_alpha"].default, full["negative_prompt"].default) == (0.8, "bad quality")
     assert list(demo.personal_loras("toy")) == ["none", "neon", "sunset", "paper", "checker"]
+
+
+def test_the_model_menu_offers_lightning_in_the_full_world_and_sets_its_steps_and_cfg(tmp_path, toy_settings):
+    assert demo.t2v_models("toy") == {"AnimateLCM (toy)": "animatelcm"}
+    full = demo.t2v_models("full")
+    assert list(full.values()) == ["animatelcm", "lightning-1step", "lightning-2step", "lightning-4step", "lightning-8step"]
+    assert all(name in config.MODELS["full"] for name in full.values())
+    tab = demo.tab_widget(demo.TABS[0], "full", tmp_path)  # widgets only: nothing is loaded until Generate
+    menu = tab.controls["model"]
+    assert menu.value == "AnimateLCM" and tab.controls["steps"].value == 6 and tab.controls["cfg"].value == 1.5
+    menu.value = "AnimateDiff-Lightning, 4-step model"
+    assert (tab.controls["steps"].value, tab.controls["cfg"].value, tab.controls["lcm_alpha"].value) == (4, 1.0, 0.0)
+    menu.value = "AnimateDiff-Lightning, 8-step model"
+    assert tab.controls["steps"].value == 8
+    menu.value = "AnimateLCM"  # back: AnimateLCM's own defaults again
+    assert (tab.controls["steps"].value, tab.controls["cfg"].value, tab.controls["lcm_alpha"].value) == (6, 1.5, 0.8)
+    values = {**demo.defaults(demo.t2v_fields("full")), "model": "AnimateDiff-Lightning, 2-step model"}
+    assert demo.validate_t2v(values, "full")["model"] == "lightning-2step"
+    with pytest.raises(UserError, match=r"^unknown model 'lightning'; choose one of: AnimateLCM, AnimateDiff-Lightning, 1-step"):
+        demo.validate_t2v({**values, "model": "lightning"}, "full")
 
 
 BAD = [

@@ -119,6 +119,43 @@ def test_the_teacher_offline(full_offline):
     assert out.frames.shape == (4, 64, 64, 3) and out.unet_evaluations == 2 * 2  # CFG 7.5
 
 
+LIGHTNING_TIMESTEPS = {1: [999], 2: [999, 499], 4: [999, 749, 499, 249], 8: [999, 874, 749, 624, 499, 374, 249, 124]}
+
+
+@pytest.mark.parametrize("n", config.LIGHTNING_STEPS)
+def test_animatediff_lightning_offline_as_its_model_card_loads_it(full_offline, fake_remote, n):
+    """Lightning's n-step file (a bare MotionAdapter state dict) in the v1.5.2 architecture, on epiCRealism;
+    Euler with trailing spacing and linear betas; no CFG, so n UNet evaluations for n steps."""
+    from diffusers import EulerDiscreteScheduler
+
+    pipe = pipelines.load_t2v(f"lightning-{n}step")
+    assert isinstance(pipe.scheduler, EulerDiscreteScheduler) and pipe.model_spec.lcm_lora is None
+    assert pipe.model_spec.base == config.model_spec("animatelcm").base == config.HUB["epicrealism"]  # its card's base
+    cfg = pipe.scheduler.config
+    assert (cfg.timestep_spacing, cfg.beta_schedule, cfg.beta_start, cfg.beta_end) == ("trailing", "linear", 0.00085, 0.012)
+    pipe.scheduler.set_timesteps(n)
+    assert pipe.scheduler.timesteps.round().int().tolist() == LIGHTNING_TIMESTEPS[n]
+    assert not pipe.get_list_adapters()  # no LCM LoRA: Lightning distils the motion modules only
+    file = load_file(fake_remote["ByteDance/AnimateDiff-Lightning"] / f"animatediff_lightning_{n}step_diffusers.safetensors")
+    unet = pipe.unet.state_dict()
+    motion = {k: v for k, v in unet.items() if "motion_modules" in k}
+    assert set(motion) == {k for k in file if "motion_modules" in k} and len(motion) > 50
+    for k in list(motion)[:: max(1, len(motion) // 10)]:
+        torch.testing.assert_close(motion[k], file[k].float())  # the file's weights, as load_state_dict puts them
+    out = pipelines.generate(pipe, "a boy holding a rabbit", seed=2, frames=4, height=64, width=64, steps=n)
+    assert out.frames.shape == (4, 64, 64, 3) and out.unet_evaluations == n and out.guidance == 1.0
+    assert np.array_equal(out.frames, pipelines.generate(pipe, "a boy holding a rabbit", seed=2, frames=4, height=64,
+                                                         width=64, steps=n).frames)
+
+
+def test_a_state_dict_for_another_architecture_is_one_clear_error(full_offline):
+    from animatelcm_helpers import loading
+
+    toy_config = config.toy_weights("animatelcm", "config.json")  # the toy motion adapter: other widths
+    with pytest.raises(UserError, match=r"does not fit the architecture of toy zoo folder 'animatelcm'"):
+        loading.load_motion_adapter(config.HUB["lightning_4step"], torch.float32, toy_config)
+
+
 @pytest.mark.parametrize("move", list(config.MOTION_LORAS["full"]))
 def test_each_motion_lora_offline(animatelcm, move):
     base = pipelines.generate(animatelcm, "a boy holding a rabbit", seed=0, **SMALL).frames
@@ -189,6 +226,9 @@ def test_the_demos_full_world_callbacks(full_offline):
     checked = demo.validate_t2v(values, "full")
     out = demo.run_t2v(checked)
     assert out.frames.shape == (12, 256, 256, 3)
+    lightning = {**values, "model": "AnimateDiff-Lightning, 4-step model", **demo.model_defaults("lightning-4step", "full")}
+    out = demo.run_t2v(demo.validate_t2v(lightning, "full"))
+    assert out.frames.shape == (12, 256, 256, 3) and out.unet_evaluations == 4 and out.steps == 4  # no CFG
     fields = {f.name: f for f in demo.svd_fields("full")}  # the official app's controls and defaults
     assert [fields[k].default for k in ("motion_bucket_id", "video_fps", "max_guidance", "min_guidance", "steps",
                                         "frames", "width", "height", "decode_chunk_size")] == [80, 8, 1.2, 1.0, 4, 25, 1024, 576, 4]

@@ -58,7 +58,7 @@ from . import annotators
 from .server import Repo
 
 MANIFEST = Path(__file__).resolve().parents[2] / "animatelcm_helpers" / "hub_files.json"
-VERSION = 2  # bump when a builder changes what it writes (the cache key)
+VERSION = 3  # bump when a builder changes what it writes (the cache key)
 
 # SD1.5's structure, shrunk: 4 levels, 2 layers a block, cross-attention in the first three.
 SD_BLOCKS = (8, 16, 16, 16)
@@ -319,6 +319,16 @@ def write_motion_adapter(folder: Path, seed: int, fp16: bool) -> None:
         _fp16_copy(folder, "diffusion_pytorch_model")
 
 
+def write_lightning(folder: Path, seed: int) -> None:
+    """AnimateDiff-Lightning's files: per step count a bare MotionAdapter state dict in half precision
+    (``*_diffusers.safetensors``, the fake v1.5.2 adapter's architecture, no config.json) and the same
+    weights in AnimateDiff's original names (``*_comfyui.safetensors``, never read by the course)."""
+    for n in (1, 2, 4, 8):
+        state = {k: v.half().contiguous() for k, v in motion_adapter(seed + n).state_dict().items()}
+        save_file(state, folder / f"animatediff_lightning_{n}step_diffusers.safetensors")
+        save_file({official_motion_key(k): v for k, v in state.items()}, folder / f"animatediff_lightning_{n}step_comfyui.safetensors")
+
+
 def kohya_lcm_lora(unet: UNet2DConditionModel, seed: int) -> dict:
     """A LoRA on the base UNet in kohya's format, as AnimateLCM ships its LCM LoRA:
     ``lora_unet_<module path, '.' -> '_'>.lora_down.weight`` (A), ``.lora_up.weight`` (B) and
@@ -424,6 +434,8 @@ def write_repo(repo_id: str, folder: Path) -> None:
         write_style_lora(folder, repo_id, seed)
     elif repo_id == "wangfuyun/AnimateLCM-I2V":
         write_animatelcm_i2v(folder, seed)
+    elif repo_id == "ByteDance/AnimateDiff-Lightning":
+        write_lightning(folder, seed)
     elif repo_id == "lllyasviel/Annotators":
         annotators.write_annotator_files(folder, seed=0)
         for name in ("sk_model.pth", "table5_pidinet.pth"):
