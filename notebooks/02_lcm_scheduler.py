@@ -228,10 +228,11 @@ if TOY:
 # better), **both**, **digit p** (the mean probability of the asked digit), and **Frechet**, the Frechet distance between
 # features of the generated and of real held-out videos (the FVD analogue; lower is better; **floor** is real against
 # real), with the cost. Every comparison below states its sample size and 95 % interval (bootstrap over the videos,
-# `metrics.bootstrap`); overlapping intervals are a **tie**. A bootstrap interval of a Frechet distance can lie wholly
-# above the distance itself (it does in the live run below): resampling repeats videos, and the distance reads the
-# repeats as missing variety. So compare a Frechet interval only with another one measured the same way; the live
-# run's "holds / misses the table's value" (the stored rows keep no Frechet interval) is a rough check, not a verdict.
+# `metrics.bootstrap`); overlapping intervals are a **tie**. A Frechet distance's interval is the bootstrap's spread
+# centred on the distance (`metrics.frechet_interval`): a resampled set repeats videos, the distance reads the repeats
+# as missing variety, and the plain percentile interval sits above the distance it is for (it can miss
+# it altogether). The live run's "holds / misses the table's value" (the stored rows keep no Frechet interval) is a
+# rough check, not a verdict.
 #
 # First a **live run** on fresh seeds (2 and 3: seeds the stored tables did not use; test mode: seed 2 only), then the
 # stored tables measured by `scripts/tables.py` on seeds 0 and 1 (80 videos a row: every digit times every direction,

@@ -349,4 +349,22 @@ def test_frechet_interval_brackets_the_distance(nets):
     feats = real[:60] + np.random.default_rng(1).normal(0, 0.5, real[:60].shape)
     iv = metrics.frechet_interval(feats, real, draws=50)
     assert iv.value == pytest.approx(metrics.frechet_distance(feats, real))
-    assert iv.low < iv.high and iv.n == 60
+    assert iv.low < iv.value < iv.high and iv.n == 60
+    assert iv.value - iv.low == pytest.approx(iv.high - iv.value)  # centred on the distance
+    # the spread is the percentile bootstrap's (same draws), whose interval sits above the distance
+    spread = metrics.bootstrap(feats, lambda f: metrics.frechet_distance(f, real), 50)
+    assert iv.high - iv.low == pytest.approx(spread.high - spread.low)
+    assert (spread.low + spread.high) / 2 > iv.value  # the resampling's upward bias, removed by centring
+
+
+def test_the_percentile_bootstrap_of_a_frechet_distance_is_biased_upward():
+    """Why frechet_interval centres its interval: resampled sets repeat items, and the distance of a
+    resampled set is larger on average; here the percentile interval even misses the distance."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 8))
+    feats = rng.normal(size=(80, 8))  # the same distribution: a small distance
+    value = metrics.frechet_distance(feats, real)
+    spread = metrics.bootstrap(feats, lambda f: metrics.frechet_distance(f, real), 100)
+    assert spread.low > value  # every plausible resampled distance is above the measured one
+    iv = metrics.frechet_interval(feats, real, draws=100)
+    assert iv.low < value < iv.high
