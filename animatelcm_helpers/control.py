@@ -58,7 +58,12 @@ def load_controlnet(kind: str = "canny", world: str | None = None, naive: bool =
     if settings.world == "toy":
         if kind not in TOY_ADAPTERS:
             raise UserError(f"the toy world has ControlNets for {', '.join(TOY_ADAPTERS)}; got {kind!r}")
-        weights = config.toy_weights(_toy_adapter(kind, naive))
+        name = _toy_adapter(kind, naive)
+        if name in zoo.NOT_SHIPPED and not (zoo.root() / name).is_dir():
+            raise UserError(f"{name} is not shipped in the zoo ({zoo.NOT_SHIPPED[name]}); `python -m "
+                            "animatelcm_helpers.toy.build` trains it into <work>/adapters/model: point ANIMATELCM_ZOO "
+                            "at a zoo built with it")
+        weights = config.toy_weights(name)
     else:
         if naive:
             raise UserError("naive=True picks the toy world's diffusion-loss adapters; the full world has none")

@@ -41,7 +41,6 @@ SVD_VIDEOS = 200  # image-to-video inputs: the first frames of test videos 0..19
 
 def _save(name: str, rows: list, extra: dict | None = None) -> None:
     from animatelcm_helpers import results
-    from animatelcm_helpers.toy import metrics
 
     results.save(name, {"rows": rows, **(extra or {})})
     print(evaluation.format_table(rows), flush=True)
@@ -51,7 +50,7 @@ def stage1() -> None:
     import torch
 
     from animatelcm_helpers import pipelines, results
-    from animatelcm_helpers.toy import metrics, zoo
+    from animatelcm_helpers.toy import zoo
 
     rows = []
     ev = lambda pipe, n, g, label, **kw: rows.append(evaluation.evaluate(  # noqa: E731
@@ -74,7 +73,6 @@ def stage1() -> None:
 
 def table1() -> None:
     from animatelcm_helpers import pipelines, results
-    from animatelcm_helpers.toy import metrics
 
     rows = []
     student = pipelines.load_t2v("animatelcm")
@@ -92,7 +90,6 @@ def guidance() -> None:
     """The video teacher at 50 DDIM steps across guidance scales: how much CFG the prompt's
     direction needs (the teacher check of the zoo uses 7.5)."""
     from animatelcm_helpers import pipelines, results
-    from animatelcm_helpers.toy import metrics
 
     rows = []
     teacher = pipelines.load_t2v("teacher")
@@ -107,7 +104,6 @@ def motion() -> None:
     teacher at 50 DDIM steps (CFG 7.5; without them: table1's row) and on the toy AnimateLCM at 1,
     2, 4 and 8 steps (no CFG), there next to the same model without them."""
     from animatelcm_helpers import pipelines, results
-    from animatelcm_helpers.toy import metrics
 
     rows = []
     for model, label, steps, cfg, sched in (("teacher", "teacher", (50,), TEACHER_CFG, "ddim"),
@@ -124,7 +120,6 @@ def motion() -> None:
 
 def samplers() -> None:
     from animatelcm_helpers import pipelines, results
-    from animatelcm_helpers.toy import metrics
 
     rows = []
     student = pipelines.load_t2v("animatelcm")
@@ -184,6 +179,24 @@ def styles() -> None:
                             "created": results.stamp()})
 
 
+def naive_i2v_net():
+    """The keyframe I2V ControlNet trained the naive way: not shipped in the zoo (``zoo.NOT_SHIPPED``); read
+    from the zoo in use if it has it, else from the zoo build's work folder (``toy.build``'s default)."""
+    from diffusers import ControlNetModel
+
+    from animatelcm_helpers import config
+    from animatelcm_helpers import control as ctl
+    from animatelcm_helpers.config import UserError
+
+    try:
+        return ctl.load_controlnet("i2v", naive=True)
+    except UserError:
+        work = config.cache_dir() / "toy-zoo-work" / "adapters" / "model" / "i2v-adapter-naive"
+        if not (work / "config.json").is_file():
+            raise
+        return ControlNetModel.from_pretrained(work, use_safetensors=True, torch_dtype=config.current().dtype).eval()
+
+
 def control() -> None:
     """Issue 8: control adherence, image-to-video and video-to-video on 40 held-out videos."""
     from animatelcm_helpers import control as ctl
@@ -205,13 +218,13 @@ def control() -> None:
         for detector in ("canny", "lineart"):
             add(evaluation.evaluate_control(edges, videos, prompts, "control", steps=4, detector=detector,
                                             label=f"AnimateLCM + {kind} edge ControlNet, {detector} maps"))
-        i2v = ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=naive), pipe=lcm)
+        i2v = ctl.controlnet_pipeline((naive_i2v_net() if naive else ctl.load_controlnet("i2v")), pipe=lcm)
         add(evaluation.evaluate_control(i2v, videos, prompts, "i2v", steps=4, label=f"AnimateLCM + {kind} I2V adapter"))
     teacher = pipelines.load_t2v("teacher")
     naive_on_teacher = ctl.controlnet_pipeline(ctl.load_controlnet("canny", naive=True), pipe=teacher)
     add(evaluation.evaluate_control(naive_on_teacher, videos, prompts, "control", steps=25, guidance=TEACHER_CFG,
                                     label="teacher (DDIM, CFG) + naive edge ControlNet, canny maps"))
-    add(evaluation.evaluate_control(ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=True), pipe=teacher),
+    add(evaluation.evaluate_control(ctl.controlnet_pipeline(naive_i2v_net(), pipe=teacher),
                                     videos, prompts, "i2v", steps=25, guidance=TEACHER_CFG,
                                     label="teacher (DDIM, CFG) + naive I2V adapter"))
     pipelines.add_style(lcm, "neon", 0.8)
@@ -266,7 +279,7 @@ def i2v() -> None:
             ("t2v", lcm, "AnimateLCM, no image", None),
             ("i2v", ctl.controlnet_pipeline(ctl.load_controlnet("i2v"), pipe=lcm),
              "keyframe ControlNet, teacher-free (consistency training)", "keyframe"),
-            ("i2v", ctl.controlnet_pipeline(ctl.load_controlnet("i2v", naive=True), pipe=lcm),
+            ("i2v", ctl.controlnet_pipeline(naive_i2v_net(), pipe=lcm),
              "keyframe ControlNet, naive (diffusion loss, on the teacher)", "keyframe")):
         r = evaluation.evaluate_control(pipe, videos, prompts, mode, steps=4)
         rows.append(_i2v_row(f"AnimateLCM + {label}" if kind else label, r["frames"], videos, prompts, r["seconds"],

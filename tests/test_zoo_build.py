@@ -5,8 +5,10 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from animatelcm_helpers import detectors, pipelines
+from animatelcm_helpers.config import UserError
 from animatelcm_helpers.toy import build, zoo
 
 
@@ -54,10 +56,13 @@ def test_build_in_test_mode_writes_a_loadable_zoo(tmp_path, monkeypatch):
     from animatelcm_helpers import control  # the teacher-free adapters and their naive twins (fp16 on disk)
 
     lcm = pipelines.load_t2v("animatelcm", world="toy")
-    for kind in ("canny", "i2v"):
-        for naive in (False, True):
-            net = control.load_controlnet(kind, world="toy", naive=naive)
-            assert net.dtype == lcm.unet.dtype
+    for kind, naive in (("canny", False), ("canny", True), ("i2v", False)):
+        net = control.load_controlnet(kind, world="toy", naive=naive)
+        assert net.dtype == lcm.unet.dtype
+    assert not (out / "i2v-adapter-naive").exists() and "i2v-adapter-naive" in build.NOT_SHIPPED  # trained, not shipped
+    assert (work / "adapters" / "model" / "i2v-adapter-naive" / "config.json").is_file()
+    with pytest.raises(UserError, match=r"not shipped in the zoo.*toy.build"):
+        control.load_controlnet("i2v", world="toy", naive=True)
     edges = control.controlnet_pipeline(control.load_controlnet("canny", world="toy"), pipe=lcm)
     square = np.zeros((8, 32, 32, 3), np.uint8)
     square[:, 10:20, 10:20] = 255

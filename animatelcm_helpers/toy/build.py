@@ -43,6 +43,7 @@ from . import configs, metrics, recipes, zoo
 from . import svd as toy_svd
 
 STYLES = tuple(s for s in recipes.STYLES if s != "plain")
+NOT_SHIPPED = zoo.NOT_SHIPPED
 STAGES = ("vae", "image_teacher", "stage1", "video_teacher", "motion_loras", "stage2", "adapters", "i2v_encoder",
           "styles", "metrics")  # the order they run in
 # the teachers and the measuring stick (issue 3); stage1/stage2 distil
@@ -283,11 +284,14 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
                 shutil.copy2(work / "metrics" / name, tmp / "metrics" / name)
         if "adapters" in stages:
             for folder in sorted((work / "adapters" / "model").iterdir()):
-                shutil.copytree(folder, tmp / folder.name)
+                if folder.name not in NOT_SHIPPED:
+                    shutil.copytree(folder, tmp / folder.name)
         if "i2v_encoder" in stages:
             shutil.copytree(work / "i2v_encoder" / "model", tmp / i2v.TOY_ENCODER_FOLDER)
     if set(SVD_STAGES) <= set(stages):
         write_svd(tmp, work)
+    if (out / "successors").is_dir():  # notebook 09's LoRAs (toy.build_successors, scripts/successors.py): kept
+        shutil.copytree(out / "successors", tmp / "successors")
     manifest = {
         "zoo": "trained",
         "trained": True,
@@ -300,6 +304,7 @@ def build(out: Path, work: Path, steps: dict, seed: int = 0, only=None, fresh: b
         "total_seconds": round(sum(v["seconds"] for v in manifest_stages.values()), 1),
         "zoo_seconds": round(sum(v["seconds"] for k, v in manifest_stages.items() if k in ZOO_STAGES), 1),
         "files": zoo.file_hashes(tmp),
+        "not_shipped": NOT_SHIPPED,
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (tmp / "loss_curves.json").write_text(json.dumps({k: v.get("loss_curve", []) for k, v in manifest_stages.items()}))

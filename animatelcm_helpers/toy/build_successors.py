@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from diffusers import MotionAdapter
+from diffusers import AutoencoderKL, MotionAdapter
 from safetensors.torch import save_file
 
 from .. import config, distill, loading, pipelines, successors
@@ -37,14 +37,14 @@ SHIPPED = ("phased", "adversarial")  # the control (lcd) is measured, not shippe
 RECIPES = {  # the keyword arguments of successors.train_successor, and how each one samples
     "phased": {"kind": "phased", "phases": successors.PHASES},
     "adversarial": {"kind": "adversarial", "weight": successors.ADVERSARIAL_WEIGHT,
-                    "timesteps": successors.ADVERSARIAL_TIMESTEPS},
+                    "timesteps": successors.ADVERSARIAL_TIMESTEPS, "judge": "frames"},
     "lcd": {"kind": "lcd"},
 }
 SAMPLERS = {"phased": ("tcd", {"eta": 0.0}), "adversarial": ("lcm", {}), "lcd": ("lcm", {})}
 LABELS = {"phased": "phased (PCM, 4 phases)", "adversarial": "adversarial (LCD + discriminator)",
           "lcd": "control (LCD, same LoRA and steps)"}
 TRAINING = {"batch": 8, "lr": 1e-3, "rank": successors.SUCCESSOR_RANK, "ema": 0.95}
-STEPS = 150
+STEPS = 400  # stage 2's budget (the zoo's stage2: 400 steps, batch 8)
 TEST_STEPS = 2
 SAVE_EVERY = 25
 
@@ -67,6 +67,8 @@ def inputs(limit: int | None = None, seed: int = 0, cache: str | Path | None = N
     with quiet_loading():
         data["lcm_adapter"] = MotionAdapter.from_pretrained(zoo.root() / "animatelcm")
     data["lcm_lora"] = distill.load_lora_state_dict(zoo.root() / "animatelcm" / config.TOY_LCM_LORA)
+    with quiet_loading():
+        data["vae"] = AutoencoderKL.from_pretrained(zoo.root() / "base" / "vae").eval()
     return data
 
 
@@ -74,6 +76,16 @@ def _check_name(name: str) -> str:
     if name not in RECIPES:
         raise UserError(f"unknown successor {name!r}; choose one of {', '.join(NAMES)}")
     return name
+
+
+def recipe_kwargs(name: str, data: dict) -> dict:
+    """train_successor's keyword arguments for ``name``: "judge": "frames" gives it the VAE (its
+    discriminator judges decoded frames), "latents" none."""
+    recipe = dict(RECIPES[name])
+    judge = recipe.pop("judge", None)
+    if judge == "frames":
+        recipe["vae"] = data["vae"]
+    return recipe
 
 
 def weight_file(work: Path, name: str) -> Path:
@@ -107,7 +119,7 @@ def train_stage(work, name: str, steps: int, data: dict, seed: int = 0, progress
         folder / "run", unet=data["unet"], teacher_adapter=data["adapter"], adapter=data["lcm_adapter"],
         lcm_lora=data["lcm_lora"], latents=data["latents"], ids=data["ids"], text=data["text"],
         alphas_cumprod=data["alphas"], steps=steps, seed=seed, save_every=min(SAVE_EVERY, steps), progress=progress,
-        on_save=timed if on_save else None, log=log, **RECIPES[name], **TRAINING)
+        on_save=timed if on_save else None, log=log, **recipe_kwargs(name, data), **TRAINING)
     checks = sum(json.loads(line)["seconds"] for line in timing.read_text().splitlines()) if timing.exists() else 0.0
     out = weight_file(work, name)
     save_unet_lora(out.parent, successors.successor_state_dict(student), weight_name=out.name)
@@ -151,6 +163,13 @@ def write_successors(zoo_folder, work, names=SHIPPED) -> dict:
             raise UserError(f"{src} is missing: train the {name} successor first (scripts/successors.py)")
         shutil.copyfile(src, target / src.name)
         hashes[f"{FOLDER}/{src.name}"] = zoo.sha256(target / src.name)
+    manifest = Path(zoo_folder) / "manifest.json"
+    if manifest.is_file():  # the zoo's manifest lists every file with its hash: the new ones too
+        info = json.loads(manifest.read_text())
+        info["files"] = zoo.file_hashes(Path(zoo_folder))
+        tmp = manifest.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(manifest)
     return hashes
 
 

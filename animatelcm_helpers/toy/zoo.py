@@ -40,6 +40,12 @@ LCM_LORA_FILE = config.TOY_LCM_LORA
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
+# Trained by a build stage but left out of the shipped zoo (its measured rows stay in results/): room under 25 MB
+# for notebook 09's successor LoRAs. The build's work folder keeps it (<work>/adapters/model/<name>).
+NOT_SHIPPED = {"i2v-adapter-naive": "the keyframe I2V ControlNet trained the naive way (diffusion loss on the teacher), "
+                                    "measured in results/i2v.json and control.json"}
+
+
 def is_trained(folder: Path | None = None) -> bool:
     """True when the zoo at ``folder`` (default: the one in use) holds trained weights."""
     folder = Path(folder) if folder else root()
