@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from . import control, detectors, pipelines, svd, utils
+from . import control, detectors, distill, lcm, pipelines, svd, utils
 from .config import UserError
 from .media import float_to_uint8
 from .toy import data as toy_data
@@ -341,3 +341,67 @@ def format_svd_table(rows: list[dict]) -> str:
         lines.append(f"| {r['label']} | {r['steps']} | {g} | {r['unet_evals']} | {r['digit']:.2f} | {score} | "
                      f"{r['direction']:.2f} | {r['both']:.2f} | {fd} | {r['seconds']:.3f} |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# After AnimateLCM (notebook 09): what a one-step model is distilled toward, and what the
+# sampler's own noise decides
+# ------------------------------------------------------------------------------------------
+
+TEACHER_W = 6.5  # the video teacher's guidance in LCM's convention (CFG 7.5), as stage 2 distils it
+
+
+def start_noise(pipe, seeds) -> torch.Tensor:
+    """The pipeline's starting latents (B, C, F, h, w) for ``seeds``, one video a seed
+    (``lcm.initial_latents``: what ``generate(seed=s)`` starts from)."""
+    spec = pipe.model_spec
+    return torch.cat([lcm.initial_latents(pipe, spec.frames, spec.height, spec.width, int(s)) for s in seeds])
+
+
+def decode_videos(pipe, latents: torch.Tensor) -> np.ndarray:
+    """(B, C, F, h, w) latents -> uint8 videos (B, F, H, W, 3), through the pipeline's VAE."""
+    with torch.no_grad():
+        video = pipe.decode_latents(latents)
+    return float_to_uint8(np.asarray(pipe.video_processor.postprocess_video(video=video, output_type="np")))
+
+
+@torch.no_grad()
+def guided_x0(teacher, prompts, seeds, t: int = 999, w: float = TEACHER_W, batch: int = 20) -> np.ndarray:
+    """The guided teacher's one-step x0 estimate at timestep ``t`` from the pipeline's starting noise
+    (``t = 999``: what a ONE-step student is distilled toward), decoded to uint8 videos::
+
+        x0_hat(eps) = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+        x0_w        = x0_hat(eps_c) + w (x0_hat(eps_c) - x0_hat(eps_u))     (``distill.guided``)
+    """
+    x = start_noise(teacher, seeds)
+    frames = x.shape[2]
+    with torch.no_grad():
+        cond, _ = teacher.encode_prompt(list(prompts), "cpu", 1, False)
+        uncond, _ = teacher.encode_prompt([""], "cpu", 1, False)
+    abar = teacher.scheduler.alphas_cumprod[t]
+    step = torch.tensor(t)
+    out = []
+    for i in range(0, len(x), batch):
+        xb, cb = x[i:i + batch], cond[i:i + batch]
+        eps_c = teacher.unet(xb, step, encoder_hidden_states=cb.repeat_interleave(frames, 0)).sample
+        eps_u = teacher.unet(xb, step, encoder_hidden_states=uncond.expand(len(xb), -1, -1).repeat_interleave(frames, 0)).sample
+        x0 = distill.guided(lcm.predicted_x0(eps_c, xb, abar), lcm.predicted_x0(eps_u, xb, abar), torch.full((len(xb),), w))
+        out.append(decode_videos(teacher, x0))
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def sample_videos(pipe, prompts, seeds, steps: int, latents=None, noise_seeds=None, batch: int = 40, **kw) -> np.ndarray:
+    """uint8 videos (B, F, H, W, 3), no CFG, at the model's size: the start from ``seeds``
+    (:func:`start_noise`) or ``latents``, the sampler's OWN noise (LCM's fresh noise each step) from
+    ``noise_seeds`` (default: the same seeds). ``kw`` go to the pipeline call (``eta=0.0``)."""
+    latents = start_noise(pipe, seeds) if latents is None else latents
+    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in (noise_seeds if noise_seeds is not None else seeds)]
+    spec = pipe.model_spec
+    out = []
+    for i in range(0, len(prompts), batch):
+        frames = pipe(prompt=list(prompts[i:i + batch]), num_frames=spec.frames, height=spec.height, width=spec.width,
+                      num_inference_steps=steps, guidance_scale=1.0, generator=gens[i:i + batch],
+                      latents=latents[i:i + batch], output_type="np", **kw).frames
+        out.append(float_to_uint8(np.asarray(frames, dtype=np.float32)))
+    return np.concatenate(out)

@@ -76,6 +76,25 @@ PAPER_TABLE1 = {
 }
 
 
+# AnimateLCM and two successors measured on ONE benchmark (MCM's project page, Zhai et al. 2024: WebVid mini, the
+# AnimateDiff SD1.5 family). Columns: 1 / 2 / 4 / 8 steps.
+PEERS = {
+    "AnimateLCM": {"FVD": (1575, 1333, 998, 946), "CLIPSIM": (24.65, 27.43, 28.98, 28.77)},
+    "AnimateDiff-Lightning": {"FVD": (1288, 1289, 1283, 1355), "CLIPSIM": (28.29, 29.07, 30.01, 29.69)},
+    "MCM (AnimateDiff teacher)": {"FVD": (1025, 948, 827, 821), "CLIPSIM": (30.36, 30.70, 30.85, 29.88)},
+}
+
+
+def peers_table(steps=(1, 2, 4, 8)) -> str:
+    """:data:`PEERS` as markdown: FVD and CLIPSIM per method at 1 / 2 / 4 / 8 steps."""
+    head = " | ".join(f"{n} step{'s' if n > 1 else ''}" for n in steps)
+    lines = [f"| method | FVD: {head} | CLIPSIM: {head} |", "|---|" + "---|" * (2 * len(steps))]
+    for name, m in PEERS.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:g}" for v in m["FVD"]) + " | "
+                     + " | ".join(f"{v:.2f}" for v in m["CLIPSIM"]) + " |")
+    return "\n".join(lines)
+
+
 def side_by_side(table_rows: list[dict], steps=(1, 2, 4, 8)) -> str:
     """The paper's table 1 next to ours, as markdown: per method and step count, the paper's FVD
     and CLIPSIM beside our Frechet distance and faithfulness (digit / direction)."""

@@ -254,16 +254,35 @@ def frozen(module: nn.Module, *args):
     return functional_call(module, params, args)
 
 
+JUDGED_FRAMES = 2  # frames of each video the frame discriminator sees (MCM's discriminator judges frames)
+
+
+def pixel_decoder(vae) -> Callable:
+    """``decode(latents)``: video latents (B, F, C, h, w), scaled as the training latents are, to
+    frames (B, F, 3, H, W) through the frozen ``vae`` (gradients reach the latents, never the VAE):
+    what a discriminator on real FRAMES judges (MCM's, on the decoded frames)."""
+    vae = vae.eval().requires_grad_(False)
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        frames = vae.decode(latents.flatten(0, 1) / vae.config.scaling_factor).sample
+        return frames.unflatten(0, latents.shape[:2])
+
+    return decode
+
+
 def adversarial_loss(online: Callable, disc: nn.Module, x0: torch.Tensor, text: torch.Tensor,
                      alphas_cumprod: torch.Tensor, g: torch.Generator, timesteps=ADVERSARIAL_TIMESTEPS,
-                     device=None) -> tuple[torch.Tensor, torch.Tensor]:
+                     device=None, decode: Callable | None = None,
+                     judged_frames: int = JUDGED_FRAMES) -> tuple[torch.Tensor, torch.Tensor]:
     """The adversarial pair on a batch of clean latents (module docstring)::
 
         t ~ U(timesteps),  x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) z,  fake = f_theta(x_t, t)
-        L_G = -E[D(fake, c)]                       (D frozen: :func:`frozen`)
-        L_D = E[max(0, 1 - D(x0, c))] + E[max(0, 1 + D(sg(fake), c))]
+        L_G = -E[D(Dec(fake), c)]                  (D frozen: :func:`frozen`)
+        L_D = E[max(0, 1 - D(Dec(x0), c))] + E[max(0, 1 + D(sg(Dec(fake)), c))]
 
-    f_theta = ``distill.consistency_prediction`` of ``online(x, t, text, None)`` (its x0 estimate).
+    f_theta = ``distill.consistency_prediction`` of ``online(x, t, text, None)`` (its x0 estimate);
+    Dec = ``decode`` (:func:`pixel_decoder`: D judges ``judged_frames`` frames of each video, the
+    same random ones for real and fake), or the identity (D judges the whole latent video).
     Returns (L_G, L_D); one backward of L_G + L_D trains each side on its own term only."""
     b = x0.shape[0]
     ts = torch.as_tensor(list(timesteps), dtype=torch.long)
@@ -275,6 +294,11 @@ def adversarial_loss(online: Callable, disc: nn.Module, x0: torch.Tensor, text: 
         x0, text, t, z, alphas_cumprod = (v.to(device) for v in (x0, text, t, z, alphas_cumprod))
     x_t = renoise(x0, z, alphas_cumprod[t])
     fake = distill.consistency_prediction(online(x_t, t, text, None), x_t, t, alphas_cumprod)
+    if decode is not None:
+        frames = torch.randint(0, x0.shape[1], (min(judged_frames, x0.shape[1]),), generator=g).to(x0.device)
+        fake = decode(fake[:, frames].float())
+        with torch.no_grad():
+            x0 = decode(x0[:, frames].float())
     g_loss = hinge_generator_loss(frozen(disc, fake.float(), text))
     d_loss = hinge_discriminator_loss(disc(x0.float(), text), disc(fake.detach().float(), text))
     return g_loss, d_loss
@@ -284,16 +308,18 @@ def adversarial_lcd_loss(online: Callable, target: Callable, teacher: Callable, 
                          text: torch.Tensor, uncond: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator,
                          weight: float = ADVERSARIAL_WEIGHT, timesteps=ADVERSARIAL_TIMESTEPS,
                          w_range=distill.W_RANGE["lora"], distance: Callable = pseudo_huber,
-                         solver_steps: int = distill.SOLVER_STEPS, device=None, parts: dict | None = None):
+                         solver_steps: int = distill.SOLVER_STEPS, device=None, parts: dict | None = None,
+                         decode: Callable | None = None):
     """The consistency loss plus the adversarial term, one scalar for one optimizer::
 
         L = L_LCD + lambda L_G + L_D          (lambda = ``weight``; L_D moves only D, L_G only theta)
 
-    L_LCD is ``distill.lcd_loss`` unchanged, drawn first from ``g``; then :func:`adversarial_loss`.
+    L_LCD is ``distill.lcd_loss`` unchanged, drawn first from ``g``; then :func:`adversarial_loss`
+    (``decode``: D on decoded frames).
     ``parts``, if given, receives the three terms as floats (for the logs)."""
     lcd = distill.lcd_loss(online, target, teacher, x0, text, uncond, alphas_cumprod, g, tuple(w_range), distance,
                            solver_steps, device=device)
-    g_loss, d_loss = adversarial_loss(online, disc, x0, text, alphas_cumprod, g, timesteps, device)
+    g_loss, d_loss = adversarial_loss(online, disc, x0, text, alphas_cumprod, g, timesteps, device, decode)
     if parts is not None:
         parts.update(lcd=float(lcd.detach()), g=float(g_loss.detach()), d=float(d_loss.detach()))
     return lcd + weight * g_loss + d_loss
@@ -342,13 +368,14 @@ def train_successor(folder, kind: str, unet, teacher_adapter, adapter, lcm_lora:
                     rank: int = SUCCESSOR_RANK, batch: int = 8, lr: float = 1e-3,
                     w_range=distill.W_RANGE["lora"], ema: float = 0.95, distance: str = "huber", seed: int = 0,
                     save_every: int = 50, progress: bool = True, on_save: Callable | None = None,
-                    log: Callable | None = None):
+                    log: Callable | None = None, vae=None):
     """Train a successor on top of a video consistency model (``unet`` + ``adapter`` + ``lcm_lora``),
     distilling the video teacher (``unet`` + ``teacher_adapter``, guided DDIM) as stage 2 does:
 
     * ``kind="phased"``: :func:`phased_loss` with ``phases`` phases (sample with TCD, eta 0);
     * ``kind="adversarial"``: :func:`adversarial_lcd_loss` (LCD + ``weight`` x the generator term, and
-      the discriminator's own term) at ``timesteps``; sample with LCM as AnimateLCM;
+      the discriminator's own term) at ``timesteps``; sample with LCM as AnimateLCM. With ``vae``
+      the discriminator judges decoded frames (:func:`pixel_decoder`), else latents;
     * ``kind="lcd"``: ``distill.lcd_loss`` alone, the control (the same LoRA, steps and data).
 
     Only the successor LoRA (and the discriminator) train; the target theta- is an EMA copy of
@@ -367,7 +394,9 @@ def train_successor(folder, kind: str, unet, teacher_adapter, adapter, lcm_lora:
     target_net = copy.deepcopy(online_net).requires_grad_(False).eval()
     modules = {"unet": online_net, "target": target_net}
     if kind == "adversarial":
-        modules["discriminator"] = LatentVideoDiscriminator(latents.shape[2], text.shape[-1], seed=seed)
+        channels = vae.config.out_channels if vae is not None else latents.shape[2]
+        modules["discriminator"] = LatentVideoDiscriminator(channels, text.shape[-1], seed=seed)
+    decode = pixel_decoder(vae) if (vae is not None and kind == "adversarial") else None
     uncond = text[:1]
     online, target, teacher = distill.unet_call(online_net), distill.unet_call(target_net), distill.unet_call(teacher_net)
     device = lambda: distill._device(online_net)  # noqa: E731 (fit() may move the student)
@@ -380,7 +409,7 @@ def train_successor(folder, kind: str, unet, teacher_adapter, adapter, lcm_lora:
         elif kind == "adversarial":
             value = adversarial_lcd_loss(online, target, teacher, modules["discriminator"], x0, e, uncond,
                                          alphas_cumprod, g, weight, timesteps, tuple(w_range), dist, device=device(),
-                                         parts=parts)
+                                         parts=parts, decode=decode)
         else:
             value = distill.lcd_loss(online, target, teacher, x0, e, uncond, alphas_cumprod, g, tuple(w_range), dist,
                                      device=device())

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animatelcm_helpers import distill, evaluation, lcm, pipelines, results, successors
-from animatelcm_helpers.media import float_to_uint8
+from animatelcm_helpers import evaluation, lcm, pipelines, results, successors
 from animatelcm_helpers.toy import build_successors, metrics, zoo
 from animatelcm_helpers.toy import data as toy_data
 
@@ -35,9 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = (1, 2, 4, 8)
 VIDEO_SEEDS = (0, 1)  # as scripts/tables.py table1
 CHECK_PROMPTS = metrics.PROMPTS  # the 40 prompts, seed 0, at these checkpoints (and the last)
-CHECK_AT = (25, 50, 100)
+CHECK_AT = (50, 100, 200, 300)
 NOISE = {"prompts": 8, "starts": 4, "seeds": 4, "steps": (2, 4, 8)}  # section 1's fresh-noise measurement
-TEACHER_W = 6.5  # the teacher's guidance in LCM's convention (CFG 7.5), as stage 2 distils it
 
 
 def log(*args):
@@ -139,60 +137,6 @@ def aim(rows: list[dict]) -> dict:
 # ------------------------------------------------------------------------------------------
 
 
-def decode(pipe, latents: torch.Tensor) -> np.ndarray:
-    """(B, C, F, h, w) latents -> uint8 (B, F, H, W, 3)."""
-    with torch.no_grad():
-        video = pipe.decode_latents(latents)
-    return float_to_uint8(np.asarray(pipe.video_processor.postprocess_video(video=video, output_type="np")))
-
-
-def start_noise(pipe, seeds) -> torch.Tensor:
-    spec = pipe.model_spec
-    return torch.cat([lcm.initial_latents(pipe, spec.frames, spec.height, spec.width, s) for s in seeds])
-
-
-def embed(pipe, prompts) -> torch.Tensor:
-    with torch.no_grad():
-        cond, _ = pipe.encode_prompt(list(prompts), "cpu", 1, False)
-    return cond
-
-
-@torch.no_grad()
-def teacher_x0_at_top(teacher, prompts, seeds, w: float = TEACHER_W) -> np.ndarray:
-    """The guided teacher's x0 estimate at t = 999 from the pipeline's starting noise, decoded:
-    x0_w = x0_c + w (x0_c - x0_u), x0 = (x - sqrt(1 - abar) eps) / sqrt(abar). What a one-step
-    student is distilled toward."""
-    x = start_noise(teacher, seeds)
-    f = x.shape[2]
-    cond, uncond = embed(teacher, prompts), embed(teacher, [""])
-    t = torch.tensor(999)
-    abar = teacher.scheduler.alphas_cumprod[999]
-    out = []
-    for i in range(0, len(x), 20):
-        xb, cb = x[i:i + 20], cond[i:i + 20]
-        eps_c = teacher.unet(xb, t, encoder_hidden_states=cb.repeat_interleave(f, 0)).sample
-        eps_u = teacher.unet(xb, t, encoder_hidden_states=uncond.expand(len(xb), -1, -1).repeat_interleave(f, 0)).sample
-        x0 = distill.guided(lcm.predicted_x0(eps_c, xb, abar), lcm.predicted_x0(eps_u, xb, abar), torch.full((len(xb),), w))
-        out.append(decode(teacher, x0))
-    return np.concatenate(out)
-
-
-@torch.no_grad()
-def sample(pipe, prompts, seeds, steps: int, latents=None, noise_seeds=None, **kw) -> np.ndarray:
-    """uint8 videos (B, F, H, W, 3); start noise from ``seeds`` (or ``latents``), the sampler's
-    own noise from ``noise_seeds`` (default: the same seeds)."""
-    latents = start_noise(pipe, seeds) if latents is None else latents
-    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in (noise_seeds if noise_seeds is not None else seeds)]
-    spec = pipe.model_spec
-    out = []
-    for i in range(0, len(prompts), 40):
-        frames = pipe(prompt=list(prompts[i:i + 40]), num_frames=spec.frames, height=spec.height, width=spec.width,
-                      num_inference_steps=steps, guidance_scale=1.0, generator=gens[i:i + 40],
-                      latents=latents[i:i + 40], output_type="np", **kw).frames
-        out.append(float_to_uint8(np.asarray(frames, dtype=np.float32)))
-    return np.concatenate(out)
-
-
 def interval_dict(values) -> dict:
     iv = metrics.bootstrap(np.asarray(values))
     return {"mean": iv.value, "low": iv.low, "high": iv.high, "n": iv.n}
@@ -212,7 +156,7 @@ def analysis(names, folder: Path, work: Path) -> dict:
     hf = {"real test videos": interval_dict(successors.high_frequency_energy(real))}
     # what averaging does: the mean of the real test videos of one caption
     means, nearest, to_mean = [], [], []
-    x0_top = teacher_x0_at_top(teacher, prompts, seeds)
+    x0_top = evaluation.guided_x0(teacher, prompts, seeds)
     for j, p in enumerate(prompts):
         vids = toy_data.to_uint8(np.stack(by_caption[p])).astype(np.float64)
         mean = vids.mean(0)
@@ -223,12 +167,12 @@ def analysis(names, folder: Path, work: Path) -> dict:
     hf["mean of the real videos of a caption"] = interval_dict(successors.high_frequency_energy(np.stack(means)))
     hf["teacher's x0 estimate at t = 999"] = interval_dict(successors.high_frequency_energy(x0_top))
     log("x0 at 999 done")
-    videos = {"AnimateLCM, 1 step": sample(pipe, prompts, seeds, 1), "AnimateLCM, 4 steps": sample(pipe, prompts, seeds, 4)}
+    videos = {"AnimateLCM, 1 step": evaluation.sample_videos(pipe, prompts, seeds, 1), "AnimateLCM, 4 steps": evaluation.sample_videos(pipe, prompts, seeds, 4)}
     for name in names:
         spipe = build_successors.load_successor(name, where(name, folder, work))
         kw = dict(build_successors.SAMPLERS[name][1])
         for n in (1, 4):
-            videos[f"{build_successors.LABELS[name]}, {n} step{'s' if n > 1 else ''}"] = sample(spipe, prompts, seeds, n, **kw)
+            videos[f"{build_successors.LABELS[name]}, {n} step{'s' if n > 1 else ''}"] = evaluation.sample_videos(spipe, prompts, seeds, n, **kw)
     for label, v in videos.items():
         hf[label] = interval_dict(successors.high_frequency_energy(v))
     log("high-frequency energy done")
@@ -243,10 +187,10 @@ def analysis(names, folder: Path, work: Path) -> dict:
         for n in NOISE["steps"]:
             per_prompt, same_dir = [], []
             for pi, p in enumerate(chosen):
-                starts = start_noise(pipe, [50_000 + 100 * pi + a for a in range(k)])
+                starts = evaluation.start_noise(pipe, [50_000 + 100 * pi + a for a in range(k)])
                 lat = starts.repeat_interleave(m, 0)
                 noise_seeds = [70_000 + 100 * pi + 10 * a + b for a in range(k) for b in range(m)]
-                v = sample(pipe, [p] * (k * m), None, n, latents=lat, noise_seeds=noise_seeds, **kw)
+                v = evaluation.sample_videos(pipe, [p] * (k * m), None, n, latents=lat, noise_seeds=noise_seeds, **kw)
                 per_prompt.append(successors.noise_share(v.reshape(k, m, *v.shape[1:]).astype(np.float64)))
                 dirs = np.array(metrics.read_direction(v), dtype=object).reshape(k, m)
                 same_dir += [len(set(row)) == 1 for row in dirs]
@@ -264,6 +208,17 @@ def analysis(names, folder: Path, work: Path) -> dict:
             "noise_setup": NOISE}
 
 
+def trial(folder: Path, names) -> dict:
+    """One training run's recipe and its 1-step checks (40 prompts, seed 0, at CHECK_AT and the last step)."""
+    out = {}
+    for name in names:
+        checks, info = folder / name / "checks.jsonl", folder / name / "info.json"
+        if checks.exists():
+            out[name] = {"recipe": json.loads(info.read_text())["recipe"] if info.exists() else "stopped before the end",
+                         "checks": [json.loads(line) for line in checks.read_text().splitlines()]}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("train", "measure", "analysis"), default=None)
@@ -272,13 +227,25 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "successors")
     ap.add_argument("--limit", type=int, default=None, help="training videos (default: all 2,400 of stage 2)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--record-trial", nargs=2, metavar=("LABEL", "FOLDER"), default=None,
+                    help="store a trial run's 1-step checks (FOLDER/<name>/checks.jsonl, FOLDER/<name>/info.json) "
+                         "under 'trials' in successors.json, then stop")
+    ap.add_argument("--adversarial-weight", type=float, default=None,
+                    help=f"lambda of the adversarial successor (default {build_successors.RECIPES['adversarial']['weight']})")
     ap.add_argument("--zoo", type=Path, default=zoo.SHIPPED, help="where the trained LoRAs go (successors/)")
     ap.add_argument("--results", type=Path, default=results.FOLDER, help="folder of successors.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.adversarial_weight is not None:
+        build_successors.RECIPES["adversarial"]["weight"] = args.adversarial_weight
     args.work.mkdir(parents=True, exist_ok=True)
     previous = results.load("successors", args.results) if (args.results / "successors.json").exists() else {}
     out = dict(previous)
+    if args.record_trial:
+        label, folder = args.record_trial
+        out.setdefault("trials", {})[label] = trial(Path(folder), args.names)
+        results.save("successors", {**out, "created": results.stamp()}, args.results)
+        return 0
     if args.only in (None, "train"):
         out.update(train(args.work, args.steps, args.names, args.limit, args.zoo))
         results.save("successors", {**out, "created": results.stamp()}, args.results)

@@ -195,6 +195,33 @@ def test_adversarial_loss_is_its_formula_and_each_side_gets_only_its_own_gradien
         torch.testing.assert_close(p.grad, q)
 
 
+def test_the_frame_discriminator_judges_decoded_frames_and_the_vae_stays_frozen():
+    """With ``decode`` (pixel_decoder: the frozen VAE), D sees Dec(fake) and Dec(x0); the generator's
+    gradient crosses the decoder into the model, never into the VAE."""
+    vae = configs.tiny_vae(0)
+    x0 = torch.randn(2, 2, vae.config.latent_channels, 8, 8, generator=torch.Generator().manual_seed(1))
+    text = tiny_text()[torch.tensor([1, 2])]
+    decode = successors.pixel_decoder(vae)
+    frames = decode(x0)
+    assert frames.shape == (2, 2, 3, 8 * 2 ** (len(vae.config.block_out_channels) - 1), 8 * 2 ** (len(vae.config.block_out_channels) - 1))
+    with torch.no_grad():
+        direct = vae.decode(x0.flatten(0, 1) / vae.config.scaling_factor).sample.unflatten(0, (2, 2))
+    torch.testing.assert_close(frames, direct)
+    d, model = successors.LatentVideoDiscriminator(3, 64, width=4), Scaled()
+    g_loss, d_loss = successors.adversarial_loss(model, d, x0, text, AC, torch.Generator().manual_seed(3), decode=decode)
+    g = torch.Generator().manual_seed(3)
+    t = torch.tensor([999, 499])[torch.randint(0, 2, (2,), generator=g)]
+    z = torch.randn(x0.shape, generator=g)
+    a = bshape(AC[t], x0)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * z
+    judged = torch.randint(0, 2, (successors.JUDGED_FRAMES,), generator=g)  # the frames D sees, real and fake
+    fake = decode(distill.consistency_prediction(model(x_t, t, text), x_t, t, AC)[:, judged])
+    torch.testing.assert_close(g_loss, -d(fake, text).mean())
+    torch.testing.assert_close(d_loss, torch.relu(1 - d(direct[:, judged], text)).mean() + torch.relu(1 + d(fake, text)).mean())
+    g_loss.backward()
+    assert model.a.grad is not None and all(p.grad is None for p in vae.parameters())
+
+
 def test_adversarial_lcd_loss_is_lcd_plus_lambda_g_plus_d():
     x0, ids = videos()
     text = tiny_text()
@@ -261,7 +288,7 @@ def tiny():
                 p.normal_(0, 0.02, generator=torch.Generator().manual_seed(3))
     lat, ids = videos(4)
     return {"unet": unet, "adapter": teacher_adapter, "lcm_adapter": adapter, "lcm_lora": distill.lora_state_dict(src),
-            "latents": lat, "ids": ids, "text": tiny_text(), "alphas": AC}
+            "latents": lat, "ids": ids, "text": tiny_text(), "alphas": AC, "vae": configs.tiny_vae(0)}
 
 
 def test_successor_student_starts_as_the_model_and_trains_only_its_lora(tiny):
