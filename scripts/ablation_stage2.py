@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from diffusers import MotionAdapter
 
     from animatelcm_helpers import config, distill, pipelines, results
-    from animatelcm_helpers.toy import metrics, recipes, zoo
+    from animatelcm_helpers.toy import recipes, zoo
 
     config.setup(world="toy")
     root = zoo.root()

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
         pipe = StableDiffusionPipeline.from_pretrained(zoo.root() / "base", safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = pipelines.make_scheduler("ddim", pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    print(f"| style | LoRA | style read | digit read |\n|---|---|---|---|")
+    print("| style | LoRA | style read | digit read |\n|---|---|---|---|")
     for style in (s for s in STYLES if s != "plain"):
         prompts = [f"a {w} in {style} style" for w in DIGIT_WORDS for _ in args.seeds]
         digits = [d for d in range(10) for _ in args.seeds]

@@ -2,7 +2,6 @@
 wrong and what to do (a ``UserError``, shown as one line in notebooks and by the command line),
 never a deep traceback. One row a case: (name, call, the message it must give)."""
 
-import json
 import pickle
 
 import numpy as np

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from animatelcm_helpers import distill, lcm, pipelines, utils
+from animatelcm_helpers import distill, lcm, utils
 from animatelcm_helpers.config import UserError
 from animatelcm_helpers.toy import configs, recipes
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from animatelcm_helpers import config, evaluation, hub, pipelines, svd, svd_distill, svd_scheduler
+from animatelcm_helpers import config, evaluation, hub, svd, svd_distill, svd_scheduler
 from animatelcm_helpers.config import UserError
 from animatelcm_helpers.consistency import euler_step
 from animatelcm_helpers.toy import svd as toy_svd
