@@ -222,7 +222,8 @@ ax.set_xlabel("strength"); ax.set_title("video-to-video: what is kept, what chan
 # the first row; the same image, four directions:
 
 # %%
-pipe.delete_adapters("neon"); pipe.adapter_weights.pop("neon")
+pipe.delete_adapters("neon")
+del pipe.adapter_weights["neon"]  # the style is gone: its weight too
 i2v_pipe = i2v.image_to_video_pipeline() if settings.world == "toy" else i2v_official.pipeline()
 image = video[0]
 digit = prompt[: prompt.index(" moving")]
@@ -365,7 +366,7 @@ for s in np.arange(0.0, 1.01, 0.25):
                                                  detectors.detect(v, "canny"))
                                for v, p in zip(videos[:config.pick(4, 2)], prompts)])
 smallest = min(s for s, v in sweep.items() if v >= target - 0.05)
-print("2. edge F1 by scale:", {s: round(v, 2) for s, v in sweep.items()}, f"-> smallest scale within 0.05 of 1.0: {smallest}")
+print("2. edge F1 by scale:", {s: round(float(v), 2) for s, v in sweep.items()}, f"-> smallest scale within 0.05 of 1.0: {smallest}")
 
 # %%
 pipelines.add_style(pipe, "neon", 0.8)
@@ -376,7 +377,8 @@ for steps, strength in ((8, 0.5), (4, 1.0)):
 media.show_rows(pair)
 faith = [metrics.faithfulness(f[None], [prompt]) for k, f in pair.items() if k != "input"]
 print("3. digit / direction kept:", [(f["digit"], f["direction"]) for f in faith])
-pipe.delete_adapters("neon"); pipe.adapter_weights.pop("neon")
+pipe.delete_adapters("neon")
+del pipe.adapter_weights["neon"]  # the style is gone: its weight too
 
 # %%
 plain_i2v = i2v.generate_i2v(i2v_pipe, image, prompt, steps=4, seed=0, match_colors=False).frames
