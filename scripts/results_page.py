@@ -34,7 +34,10 @@ ORDER = (
     ("control", "Teacher-free adaptation and control", "05, 06"),
     ("i2v", "Image-to-video: AnimateLCM-I2V's design (an image encoder) against the keyframe ControlNet", "05, 06, 08"),
     ("svd", "AnimateLCM-SVD-xt at toy size", "07"),
+    ("successors", "After AnimateLCM: phased consistency and an adversarial term, side by side", "09"),
 )
+COMMANDS = {"successors": "python scripts/successors.py"}  # the tables not made by `python scripts/tables.py <name>`
+LONG = ("loss_curves", "trials")  # kept in the file (notebook 09 shows them), not printed on the page
 # (key, header, format): the columns a table shows, in this order, when its rows have them
 COLUMNS = (
     ("label", "model", "{}"), ("mode", "mode", "{}"), ("motion_scale", "motion scale", "{:g}"), ("scheduler", "sampler", "{}"), ("steps", "steps", "{}"),
@@ -69,12 +72,12 @@ def table(rows: list[dict]) -> str:
 def section(name: str, data: dict, title: str, notebooks: str) -> str:
     created = data.get("created", {})
     out = [f"## {title}", "", f"`results/{name}.json`, measured {created.get('date', '?')} on "
-           f"{created.get('machine', '?')} (`python scripts/tables.py {name}`); notebook(s) {notebooks}.", ""]
+           f"{created.get('machine', '?')} (`{COMMANDS.get(name, f'python scripts/tables.py {name}')}`); notebook(s) {notebooks}.", ""]
     if data.get("what"):
         out += [data["what"].strip(), ""]
     if data.get("rows"):
         out += [table(data["rows"]), ""]
-    rest = {k: v for k, v in data.items() if k not in ("rows", "what", "created")}
+    rest = {k: v for k, v in data.items() if k not in ("rows", "what", "created", *LONG)}
     if rest:
         out += ["Other figures in the file:", "", "```json", json.dumps(rest, indent=1), "```", ""]
     return "\n".join(out)
