@@ -22,9 +22,16 @@ setup: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ARGS)
 
+# Two at a time (pytest-xdist, 2 workers: a CI machine's 2 cores), each worker and each notebook kernel on one
+# thread so the two never fight over the cores (the toy models are too small to gain from a second thread).
+# --dist loadfile: a test file, or a notebook's cells, run in one worker in order.
+PARALLEL := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q
+UNIT := $(TEST_ENV) $(PARALLEL) tests
+NBVAL := $(TEST_ENV) $(PARALLEL) --nbval-lax notebooks
+
 test: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests -q
-	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax notebooks -q
+	$(UNIT)
+	$(NBVAL)
 
 # The learner's path in a real browser: JupyterLab + Playwright + Debian's Chromium (installed with
 # apt-get when missing; no browser download). Runs the quickstart and the demo, clicks Generate; the
@@ -36,12 +43,13 @@ test-browser: $(STAMP)
 	$(TEST_ENV) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests_browser -q -s
 
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests -q
+	$(UNIT)
 
 # The lower bounds in pyproject.toml, installed and tested: a second venv, .venv-min, with exactly
 # requirements/min.txt (every dependency at its `>=` bound, tests/test_min_deps.py keeps the two files in step;
 # the dev tools at their current versions), then the unit tests there, with a cache of their own so nothing built
-# by the newer versions in .venv is reused. First use downloads torch 2.6.0's CUDA build (about 3 GB) from PyPI.
+# by the newer versions in .venv is reused, less the test files that no library version changes (tests/conftest.py,
+# MIN_DEPS_SKIP: deselected when ANIMATELCM_MIN_DEPS=1). First use downloads torch 2.6.0's CUDA build (about 3 GB) from PyPI.
 # CI runs it last, after `make test` and `make test-browser`.
 MIN_VENV ?= .venv-min
 MIN_STAMP := $(MIN_VENV)/.installed
@@ -52,11 +60,11 @@ $(MIN_STAMP): pyproject.toml requirements/min.txt
 	touch $(MIN_STAMP)
 
 test-min-deps: $(MIN_STAMP)
-	$(TEST_ENV) ANIMATELCM_CACHE=$(CURDIR)/.cache/animatelcm_helpers_min ANIMATELCM_MIN_DEPS=1 \
-		$(MIN_VENV)/bin/python -m pytest tests -q
+	$(TEST_ENV) ANIMATELCM_CACHE=$(CURDIR)/.cache/animatelcm_helpers_min ANIMATELCM_MIN_DEPS=1 OMP_NUM_THREADS=1 \
+		$(MIN_VENV)/bin/python -m pytest -n 2 --dist loadfile -q tests
 
 notebooks: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax notebooks -q
+	$(NBVAL)
 
 # Time and peak kernel memory of every notebook in test mode (the figures in README).
 benchmark-notebooks: $(STAMP)

@@ -19,6 +19,7 @@ is exactly the manifest's file list; :func:`hub_repos` turns that into the serve
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
@@ -450,20 +451,28 @@ def build_remote(root: Path, repo_ids=None) -> dict[str, Path]:
     the manifest's list for it (a builder that drifts from the manifest fails here)."""
     repos = manifest()["repos"]
     out = {}
-    for repo_id in repo_ids or repos:
-        folder = root / repo_id
-        if not (folder / ".complete").exists():
-            if folder.exists():
-                shutil.rmtree(folder)
-            write_repo(repo_id, folder)
-            (folder / ".complete").write_text("")
-        written = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != ".complete")
-        listed = sorted(f["path"] for f in repos[repo_id]["files"])
-        if written != listed:
-            raise AssertionError(f"{repo_id}: the fake's files differ from the manifest: "
-                                 f"only written {sorted(set(written) - set(listed))}, only listed {sorted(set(listed) - set(written))}")
-        out[repo_id] = folder
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:  # pytest-xdist workers: one builds, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for repo_id in repo_ids or repos:
+            out[repo_id] = _built(root, repo_id, repos)
     return out
+
+
+def _built(root: Path, repo_id: str, repos: dict) -> Path:
+    """One repository under ``root``, written once (``.complete`` marks it), checked against the manifest."""
+    folder = root / repo_id
+    if not (folder / ".complete").exists():
+        if folder.exists():
+            shutil.rmtree(folder)
+        write_repo(repo_id, folder)
+        (folder / ".complete").write_text("")
+    written = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != ".complete")
+    listed = sorted(f["path"] for f in repos[repo_id]["files"])
+    if written != listed:
+        raise AssertionError(f"{repo_id}: the fake's files differ from the manifest: "
+                             f"only written {sorted(set(written) - set(listed))}, only listed {sorted(set(listed) - set(written))}")
+    return folder
 
 
 def hub_repos(folders: dict[str, Path]) -> list[Repo]:
