@@ -267,7 +267,9 @@ def evaluate_control(pipe, videos, prompts, mode: str, steps: int | None = None,
 
     Always: ``digit`` / ``direction`` faithfulness to the ORIGINAL caption, UNet evaluations
     and seconds per video. Seeds are ``seed + i`` per video, so rows compare like with like.
-    """
+    ``intervals``: the 95 % bootstrap intervals over the videos of the per-video means (``edge_f1``,
+    ``first_psnr``; ``metrics.bootstrap``), from two videos on; the fractions' come from
+    ``results.interval`` (the fraction and the count)."""
     outs, f1s, psnrs = [], [], []
     for i, (video, prompt) in enumerate(zip(videos, prompts)):
         asked = style_prompt.format(prompt) if style_prompt else prompt
@@ -291,6 +293,9 @@ def evaluate_control(pipe, videos, prompts, mode: str, steps: int | None = None,
            "digit": faith["digit"], "direction": faith["direction"],
            "edge_f1": float(np.mean(f1s)) if f1s else None, "first_psnr": float(np.mean(psnrs)),
            "unet_evals": outs[0].unet_evaluations, "seconds": float(np.mean([g.seconds for g in outs]))}
+    if len(outs) >= 2:
+        row["intervals"] = {k: [iv.low, iv.high] for k, v in (("edge_f1", f1s), ("first_psnr", psnrs)) if v
+                            for iv in [metrics.bootstrap(np.asarray(v, dtype=np.float64))]}
     if mode in ("control", "i2v"):
         row["scale"] = scale
     if mode == "v2v":

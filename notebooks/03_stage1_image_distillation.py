@@ -160,12 +160,12 @@ media.show_code(consistency.ema_update)
 # The LCM-LoRA paper takes the student itself without gradients ($\mu = 0$, `ema=0.0`). Which target distils the better
 # LoRA on the toy teacher was measured once, with the same recipe otherwise (rank 16, 1,000 steps) and on the same 960
 # images a row as section 4's table: the shipped LoRA's rows are in the stored table, the `ema=0.0` LoRA's (shipped until
-# 2026-11-30, then replaced) are the constants below, as that run printed them; the results files keep no row for it.
+# 2026-11-30, then replaced) in the same file's `target_ablation`, digit and Frechet as that run printed them.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-# digit / Frechet of the LoRA trained against the student itself (ema=0.0), scripts/tables.py stage1 on 2026-11-30
-NO_EMA = {1: (0.824, 37.7), 2: (0.961, 23.0), 4: (0.976, 24.3), 8: (0.969, 29.8)}
+ablation = results.load("stage1")["target_ablation"]
+NO_EMA = {r["steps"]: (r["digit"], r["frechet"]) for r in ablation["rows"]}
 target_verdicts = {}
 for n, (digit_no_ema, frechet_no_ema) in NO_EMA.items():
     ema_row = results.rows("stage1", label="LCM-LoRA student", steps=n)[0]

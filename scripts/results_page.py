@@ -55,7 +55,7 @@ def cell(row: dict, key: str, fmt: str) -> str:
     if value is None:
         return "-"
     text = fmt.format(value)
-    iv = results.interval(row, key) if key in ("digit", "direction", "style", "frechet", "first_psnr") else None
+    iv = results.interval(row, key) if key in ("digit", "direction", "style", "frechet", "first_psnr", "edge_f1") else None
     if iv is not None:
         digits = len(text.split(".")[1]) if "." in text else 0
         text += f" [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"

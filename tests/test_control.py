@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animatelcm_helpers import control, detectors, evaluation, hub, pipelines, utils
+from animatelcm_helpers import control, detectors, evaluation, hub, pipelines, results, utils
 from animatelcm_helpers.config import UserError
+from animatelcm_helpers.toy import metrics
 
 
 def square_video(frames=2, size=32, lo=10, hi=20):
@@ -143,3 +144,9 @@ def test_the_shipped_teacher_free_controlnet_makes_videos_follow_the_edges(lcm_p
     without = evaluation.evaluate_control(lcm_pipe, videos, prompts, "t2v", steps=4)
     assert with_control["edge_f1"] > without["edge_f1"] + 0.1
     assert with_control["digit"] >= 0.8
+    for row in (with_control, without):  # the per-video bootstrap intervals, stored with the row
+        for key in ("edge_f1", "first_psnr"):
+            low, high = row["intervals"][key]
+            assert low <= row[key] <= high and low < high
+            assert results.interval(row, key).low == low
+    assert metrics.compare(results.interval(with_control, "edge_f1"), results.interval(without, "edge_f1")) == "win"
