@@ -77,6 +77,7 @@ def load_motion_adapter(weights: Weights, dtype, motion_config: Weights | None =
     config.json)``, every key required (a file for another architecture is one clear error)."""
     if motion_config is None:
         return from_pretrained(MotionAdapter, weights, what, dtype=dtype)
+
     def one_file(w: Weights, about: str) -> Path:
         return Path(resolve(w)[0]) / w.weight_name if w.local else Path(hub.hub_file(w, about))
 

@@ -532,8 +532,9 @@ else:
 # 2. The edges are $[999, 0]$: every $t$ maps to $e = 0$, and the DDIM jump to $\bar\alpha_0$ is (nearly) the $\hat x_0$
 #    prediction itself, so the phased loss is the LCD loss of notebook 03 with the one-step target (the cell below checks
 #    the edges).
-# 3. The LCD loss alone on the same LoRA: the control row, "control (LCD, same LoRA and steps)". The discriminator still
-#    trains (its own term), but nothing reaches the student from it.
+# 3. The LCD loss alone on the same LoRA: the control, "control (LCD, same LoRA and steps)", up to the random draws (the
+#    adversarial term still draws its timesteps, noise and frames from the same generator, so the batches that follow
+#    differ). The discriminator still trains on its own term, but nothing reaches the student from it.
 # 4. Higher: white noise spreads its power evenly over frequencies, so most of it lies above the cutoff (the cell
 #    below measures it). A sharp but wrong video scores high too; the energy only tells blur apart, which is why the
 #    table judges with the digit, direction and Frechet measures.
