@@ -234,7 +234,7 @@ for name in (None, motion):
     pipelines.use_motion_lora(pipe, name)
     motion_videos[f"motion LoRA: {name}"] = pipelines.generate(pipe, "a three moving up", seed=2).frames
 pipelines.use_motion_lora(pipe, None)
-print(pipe.adapter_weights)
+print("after use_motion_lora(pipe, None), the LoRA weights:", pipe.adapter_weights)  # the motion LoRA stays loaded, at 0
 media.show_videos(motion_videos)
 rise = {}
 for label, frames in motion_videos.items():
