@@ -91,6 +91,8 @@ show_fields(demo.t2v_fields(settings.world))
 # %% [markdown]
 # What they do (notebooks 00 to 04 show each one at work):
 #
+# - **model**: AnimateLCM, or in the full world its successor AnimateDiff-Lightning (one model per distilled step
+#   count: 1, 2, 4, 8; notebook 09); choosing one sets steps, CFG and the LCM LoRA alpha to that model's;
 # - **base model**: the base image model the motion modules animate: the world's menu (`config.BASES`: in the full world
 #   epiCRealism, AnimateLCM's own, and other public SD1.5 DreamBooth bases; in the toy world the zoo's base), or
 #   **a file on this machine**: the path of a single-file `.safetensors` checkpoint in the original SD layout, typed into
