@@ -381,8 +381,8 @@ def guided_x0(teacher, prompts, seeds, t: int = 999, w: float = TEACHER_W, batch
     x = start_noise(teacher, seeds)
     frames = x.shape[2]
     with torch.no_grad():
-        cond, _ = teacher.encode_prompt(list(prompts), "cpu", 1, False)
-        uncond, _ = teacher.encode_prompt([""], "cpu", 1, False)
+        cond, _ = teacher.encode_prompt(list(prompts), teacher.device, 1, False)
+        uncond, _ = teacher.encode_prompt([""], teacher.device, 1, False)
     abar = teacher.scheduler.alphas_cumprod[t]
     step = torch.tensor(t)
     out = []
