@@ -67,6 +67,28 @@ def interval(row: dict, key: str) -> metrics.Interval | None:
     return None
 
 
+
+LOWER_IS_BETTER = ("frechet",)
+
+
+def shown(row: dict, key: str, digits: int = 2) -> str:
+    """``row[key]`` with its 95 % interval (:func:`interval`) as "value [low, high]", or the bare
+    value and "(no interval stored)" when the row cannot give one."""
+    i = interval(row, key)
+    return f"{row[key]:.{digits}f} (no interval stored)" if i is None else i.format(digits)
+
+
+def verdict(a: dict, b: dict, key: str, lower_is_better: bool | None = None) -> str:
+    """The course's rule for row ``a`` against row ``b`` on ``key`` (:func:`toy.metrics.compare`):
+    "win" or "loss" when the 95 % intervals separate, "tie" when they overlap, and
+    "not called (no interval stored)" when either row has none. Lower is better for the keys in
+    :data:`LOWER_IS_BETTER` (a Frechet distance) unless ``lower_is_better`` says otherwise."""
+    ia, ib = interval(a, key), interval(b, key)
+    if ia is None or ib is None:
+        return "not called (no interval stored)"
+    lower = key in LOWER_IS_BETTER if lower_is_better is None else lower_is_better
+    return metrics.compare(ia, ib, higher_is_better=not lower)
+
 # The paper's table 1 (AnimateLCM, arXiv 2402.00769 v3): UCF-101 zero-shot, 16 frames, 512x512;
 # DDIM and DPM++ with CFG 7.5, AnimateLCM without CFG. Columns: 1 / 2 / 4 / 8 steps.
 PAPER_TABLE1 = {

@@ -344,6 +344,23 @@ def test_bootstrap_intervals_and_the_tie_rule():
         metrics.bootstrap([1.0])
 
 
+
+def test_stored_rows_are_shown_and_compared_by_the_rule():
+    """results.shown / results.verdict: the notebooks' one way to print a row's value with its
+    interval and to call a win, tie or loss from two stored rows."""
+    from animatelcm_helpers import results
+
+    a = {"videos": 960, "digit": 953 / 960, "frechet": 20.0, "intervals": {"frechet": [18.0, 22.0]}}
+    b = {"videos": 960, "digit": 947 / 960, "frechet": 30.0, "intervals": {"frechet": [27.0, 33.0]}}
+    c = {"videos": 960, "digit": 0.5, "frechet": 21.0}
+    assert results.shown(a, "digit", 3) == metrics.proportion_interval(953 / 960, 960).format(3)
+    assert results.shown(a, "frechet", 1) == "20.0 [18.0, 22.0]"
+    assert results.shown(c, "frechet", 1) == "21.0 (no interval stored)"
+    assert results.verdict(a, b, "digit") == "tie" and results.verdict(a, c, "digit") == "win"
+    assert results.verdict(a, b, "frechet") == "win"  # a distance: lower is better by default
+    assert results.verdict(a, b, "frechet", lower_is_better=False) == "loss"
+    assert results.verdict(c, a, "frechet") == "not called (no interval stored)"
+
 def test_frechet_interval_brackets_the_distance(nets):
     real = metrics.reference_features(nets[0])
     feats = real[:60] + np.random.default_rng(1).normal(0, 0.5, real[:60].shape)
