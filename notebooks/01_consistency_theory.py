@@ -247,7 +247,7 @@ media.show_code(cm.scalings_cm, cm.consistency_function)
 #
 # $$c_\text{skip}(t) = \frac{\sigma_\text{data}^2}{u^2 + \sigma_\text{data}^2},\qquad c_\text{out}(t) = \frac{u}{\sqrt{u^2 + \sigma_\text{data}^2}}.$$
 #
-# The boundary is $t = 0$; already at $t = 19$, the lowest timestep an LCM samples at (notebook 02), the skip term has
+# The boundary is $t = 0$; already at $t = 19$, the lowest point of the timestep grid an LCM samples on (notebook 02), the skip term has
 # all but vanished (the printout).
 
 # %%
@@ -566,7 +566,8 @@ for name in ("CD student", "CT student"):
                          f"SW {iv[f'teacher {solver}', n].format(4)}) the teacher {verdict((f'teacher {solver}', n), (name, 1))} it; "
                          f"at {top} steps the teacher {verdict((f'teacher {solver}', top), (name, 1))} it.")
 for name in ("CD student", "CT student"):
-    lines.append(f"- 2 steps of the {name} {verdict((name, 2), (name, 1))} 1 step of it "
+    word = {"beats": "beat", "ties": "tie", "loses to": "lose to"}[verdict((name, 2), (name, 1))]
+    lines.append(f"- 2 steps of the {name} {word} 1 step of it "
                  f"({iv[name, 2].format(4)} against {iv[name, 1].format(4)}).")
 media.show_markdown(f"Over {len(SEEDS)} seeds, 95 % intervals:\n\n" + "\n".join(lines))
 
@@ -640,7 +641,7 @@ plt.show()
 #    teacher's $\hat x_\epsilon$ itself, which is not a constant: a constant $f$ would pay a large loss there, and the
 #    correct end propagates up the grid. The cell below measures both runs: the loss, the 1-step quality, and the
 #    spread of the 1-step samples (their standard deviation per coordinate, beside the data's), which shows whether the broken student
-#    has collapsed towards a point or only lost its anchor.
+#    shrinks towards a point or only lost its anchor; its answer says which, from the numbers.
 # 2. The target $\theta^-$ moves by a share $1 - \mu$ of the gap a step: with $\mu = 0.999$ the boundary information
 #    climbs the grid about fifty times slower than with $\mu = 0.95$, so after the same number of steps the student is
 #    worse (it may hardly have left its starting point, the teacher's weights). With $\mu = 0$ the target is the
@@ -649,11 +650,11 @@ plt.show()
 #    (the way a collapse starts). The cell below compares the three after equally long runs, and the CT pair.
 # 3. A larger skip makes each teacher step longer (more solver error in the target), but the boundary condition
 #    needs fewer pairs to climb from $\epsilon$ to $T$ ($N/k$ of them). The cell below measures the three skips with
-#    Heun, and the largest skip with Euler too. In this run the middle skip is best; skip 1 has not yet carried the
-#    boundary up 60 grid points in the short run, and Heun across 15 grid points is the worst run of all, worse than
-#    Euler across the same 15: Heun's corrector takes the slope at the landing point, and after a long step that point
-#    lies far off the trajectory (the failure section 8 shows for Heun with few steps). So how much a long teacher step
-#    costs depends on the solver, not only on its length.
+#    Heun, and the largest skip with Euler too, and says which is best. A skip of 1 needs 60 pairs to carry the boundary
+#    up the grid, which a short run may not have done; a skip of 15 takes Heun across 15 grid points, and Heun's
+#    corrector takes the slope at the landing point, which after a long step lies far off the trajectory (the failure
+#    section 8 shows for Heun with few steps), so Euler may do better there. Whether it does, the answer below says:
+#    how much a long teacher step costs depends on the solver, not only on its length.
 # 4. The cell below reads it from section 8's intervals.
 # 5. $N = \lceil\sqrt{0.75\,(151^2 - 4) + 4} - 1\rceil + 1$ and $\mu = \exp(2 \ln 0.9 / N)$; the cell below computes both.
 #
@@ -724,8 +725,12 @@ media.show_markdown(
     f"{runs['CD normal, mu 0.95'][0]:.2e} with the boundary condition; 1-step SW {runs['CD broken boundary'][1].format(4)}, "
     f"{vs('CD broken boundary', 'CD normal, mu 0.95')} the normal run's {runs['CD normal, mu 0.95'][1].format(4)}; "
     f"the spread of its 1-step samples is {spread['broken boundary']:.3f} against {spread['normal, mu 0.95']:.3f} for the "
-    f"normal run (data: {train.std(dim=0).mean().item():.3f}).\n\n"
-    f"**2.** CD 1-step SW: mu 0 {runs['CD mu 0'][1].format(4)}, mu 0.95 {runs['CD normal, mu 0.95'][1].format(4)}, "
+    f"normal run (data: {train.std(dim=0).mean().item():.3f}): "
+    + (f"{spread['broken boundary'] / train.std(dim=0).mean().item():.0%} of the data's, so the broken student's samples "
+       "shrink towards a point (the trivial minimiser pulls; a single point would have spread 0).\n\n"
+       if spread["broken boundary"] < 0.8 * train.std(dim=0).mean().item() else
+       "about the data's, so the broken student has lost its anchor without collapsing.\n\n")
+    + f"**2.** CD 1-step SW: mu 0 {runs['CD mu 0'][1].format(4)}, mu 0.95 {runs['CD normal, mu 0.95'][1].format(4)}, "
     f"mu 0.999 {runs['CD mu 0.999'][1].format(4)}: the best is {mu_best.removeprefix('CD ')}"
     f"{', its interval apart from both others' if mu_clear else ', tied with another'}. For comparison, the teacher's "
     f"1-step Euler ODE has {iv['teacher euler', 1].format(4)}. CT with the paper's settings: mu0 0.9 "
@@ -734,7 +739,9 @@ media.show_markdown(
     f"**3.** N = 60 with Heun: skip 1 {runs['CD N 60, skip 1'][1].format(4)}, skip 5 {runs['CD N 60, skip 5'][1].format(4)}, "
     f"skip 15 {runs['CD N 60, skip 15'][1].format(4)}: the best is {skip_best.removeprefix('CD N 60, ')}"
     f"{', its interval apart from both others' if skip_clear else ', tied with another'}. Skip 15 with Euler: "
-    f"{runs['CD N 60, skip 15, Euler'][1].format(4)}, {vs('CD N 60, skip 15, Euler', 'CD N 60, skip 15')} Heun's.")
+    f"{runs['CD N 60, skip 15, Euler'][1].format(4)}, {vs('CD N 60, skip 15, Euler', 'CD N 60, skip 15')} Heun's"
+    + (f"; Heun across 15 grid points is the worst of all {len(runs)} runs." if max(runs, key=lambda k: runs[k][1].value)
+       == "CD N 60, skip 15" else "."))
 
 # %%
 n_heun = match["CD student", "heun"]
