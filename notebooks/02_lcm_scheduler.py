@@ -95,7 +95,7 @@ media.show_code(lcm.skipping_grid, lcm.lcm_timesteps)
 grid = lcm.skipping_grid()
 print("skipping grid:", grid[:3], "...", grid[-2:], f"({len(grid)} points, k = {grid[1] - grid[0]})")
 for n in (1, 2, 4, 8):
-    print(f"{n} steps:", lcm.lcm_timesteps(n).tolist())
+    print(f"{n} step{'s' * (n > 1)}:", lcm.lcm_timesteps(n).tolist())
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 2.2))
@@ -259,17 +259,25 @@ def find_row(label, scheduler, steps, rows=table):
     return next(r for r in rows if r["label"] == label and r["scheduler"] == scheduler and r["steps"] == steps)
 
 
-def shown(r, key, digits=2):
-    iv = results.interval(r, key)
-    return f"{r[key]:.{digits}f} (no interval stored)" if iv is None else f"{iv.format(digits)}"
+shown = results.shown  # a row's value with its 95 % interval, or "(no interval stored)"
 
 
-def versus(a, b, key, higher_is_better=True):
-    """'wins', 'ties', 'loses' or 'no interval stored': row a against row b on ``key``."""
-    ia, ib = results.interval(a, key), results.interval(b, key)
-    if ia is None or ib is None:
-        return "no interval stored"
-    return {"win": "wins", "tie": "ties", "loss": "loses"}[metrics.compare(ia, ib, higher_is_better)]
+def versus(a, b, key):
+    """'wins', 'ties' or 'loses' for row a against row b by the interval rule (`results.verdict`; a Frechet
+    distance: lower is better), or 'not called (no interval stored)'."""
+    v = results.verdict(a, b, key)
+    return {"win": "wins", "tie": "ties", "loss": "loses"}.get(v, v)
+
+
+def frechet_pair(a, b):
+    """Two rows' Frechet distances and the verdict, or the bare values when either row stores no interval."""
+    if results.interval(a, "frechet") is None or results.interval(b, "frechet") is None:
+        return f"Frechet {a['frechet']:.1f} vs {b['frechet']:.1f} (no interval stored: not called)"
+    return f"Frechet {shown(a, 'frechet', 1)} vs {shown(b, 'frechet', 1)} ({versus(a, b, 'frechet')})"
+
+
+def steps_said(n):
+    return f"{n} step{'s' * (n > 1)}"
 
 
 def agreement(a, b, key):
@@ -287,7 +295,7 @@ for r in live if TOY else []:
     inside = ("" if frechet is None else
               f"; Frechet {frechet.format(1)} live, which {'holds' if frechet.low <= stored['frechet'] <= frechet.high else 'misses'} "
               f"the table's {stored['frechet']:.1f}")
-    lines.append(f"- {r['label']} / {r['scheduler']}, {r['steps']} steps: direction {shown(r, 'direction')} live "
+    lines.append(f"- {r['label']} / {r['scheduler']}, {steps_said(r['steps'])}: direction {shown(r, 'direction')} live "
                  f"against {shown(stored, 'direction')} stored ({agreement(r, stored, 'direction')}); digit "
                  f"{shown(r, 'digit')} against {shown(stored, 'digit')} ({agreement(r, stored, 'digit')}){inside}.")
 if TOY:
@@ -295,8 +303,8 @@ if TOY:
                         f"{table[0]['videos']}; 95 % intervals):\n\n" + "\n".join(lines))
 
 # %% [markdown]
-# **Wins and ties in the stored table.** The student (LCM) against the teacher's two best samplers at the same number of
-# steps, and at the same number of UNet evaluations (the teacher's CFG doubles them: 8 student steps cost what 4
+# **Wins and ties in the stored table.** The student (LCM) against the teacher's DDIM and DPM-Solver++ (the paper's
+# baselines; the teacher's Euler rows above are within a few videos of its DDIM rows) at the same number of steps, and at the same number of UNet evaluations (the teacher's CFG doubles them: 8 student steps cost what 4
 # guided teacher steps cost). The Frechet distance is quoted with its interval where the table stores one; without
 # one it is not called a win.
 
@@ -307,13 +315,12 @@ for n in (1, 2, 4, 8):
     s = find_row(student, "lcm", n)
     for sched in ("ddim", "dpm++"):
         tch = find_row("teacher", sched, n)
-        lines.append(f"- {n} steps, LCM vs {sched.upper()}: digit {shown(s, 'digit')} vs {shown(tch, 'digit')} "
+        lines.append(f"- {steps_said(n)}, LCM vs {sched.upper()}: digit {shown(s, 'digit')} vs {shown(tch, 'digit')} "
                      f"({versus(s, tch, 'digit')}); direction {shown(s, 'direction')} vs {shown(tch, 'direction')} "
-                     f"({versus(s, tch, 'direction')}); Frechet {shown(s, 'frechet', 1)} vs {shown(tch, 'frechet', 1)} "
-                     f"({versus(s, tch, 'frechet', higher_is_better=False)}).")
+                     f"({versus(s, tch, 'direction')}); {frechet_pair(s, tch)}.")
 for n in (2, 4, 8):
     s, tch = find_row(student, "lcm", n), find_row("teacher", "dpm++", n // 2)
-    lines.append(f"- {s['unet_evals']} UNet evaluations each: LCM {n} steps vs DPM++ {n // 2} steps with CFG: direction "
+    lines.append(f"- {s['unet_evals']} UNet evaluations each: LCM {n} steps vs DPM++ {steps_said(n // 2)} with CFG: direction "
                  f"{shown(s, 'direction')} vs {shown(tch, 'direction')} ({versus(s, tch, 'direction')}).")
 for n in (4, 8):
     s = find_row(student, "lcm", n)
@@ -392,10 +399,10 @@ if TOY:
         f"Over {lo['videos']} images a row: the digit is read right in a fraction {shown(lo, 'digit')} of them at w = 0 "
         f"and {shown(hi, 'digit')} at w = 12 ({versus(hi, lo, 'digit')}); the mean probability of the asked digit goes "
         f"from {lo['score']:.3f} to {hi['score']:.3f} (no interval measured), and the image Frechet distance from "
-        f"{shown(lo, 'frechet', 1)} to {shown(hi, 'frechet', 1)} (w = 12 {versus(hi, lo, 'frechet', higher_is_better=False)} "
+        f"{shown(lo, 'frechet', 1)} to {shown(hi, 'frechet', 1)} (w = 12 {versus(hi, lo, 'frechet')} "
         f"against w = 0, lower is better). "
         + ("Larger w moves the images away from the real ones' statistics, as strong guidance does in a diffusion "
-           "model (less variety), at no extra evaluation." if versus(hi, lo, "frechet", higher_is_better=False) == "loses"
+           "model (less variety), at no extra evaluation." if versus(hi, lo, "frechet") == "loses"
            else "So w changes the images less than these intervals can tell apart."))
 
 # %% [markdown]
