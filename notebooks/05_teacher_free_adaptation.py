@@ -245,10 +245,13 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 3))
 for ax, (name, fit) in zip(axes, fits.items()):
     ax.plot(fit.losses); ax.set_title(f"{name} (this run)"); ax.set_xlabel("step")
 plt.show()
+media.show_markdown("In this run, first step to last: " + "; ".join(
+    f"{name} {fit.losses[0]:.4f} -> {fit.losses[-1]:.4f} ({'up' if fit.losses[-1] > fit.losses[0] else 'down'})"
+    for name, fit in fits.items()) + ".")
 
 # %% [markdown]
-# So few steps only show the recipes running: their losses wander (the image encoder's rose in this run, away from its
-# start). The zoo's build trained the shipped adapters for longer: stage `adapters` the edge ControlNet and the keyframe
+# So few steps only show the recipes running: their losses wander (a single step's loss depends on its batch and its
+# timestep, so the first and last values above say little). The zoo's build trained the shipped adapters for longer: stage `adapters` the edge ControlNet and the keyframe
 # ControlNet, each teacher-free and naive (same steps, same data, same seed); stage `i2v_encoder` the image encoder,
 # teacher-free, with a first-frame PSNR check on held-out videos at its checkpoints. From the zoo's manifest:
 
@@ -397,7 +400,7 @@ plt.show()
 #   them at 4 LCM steps with intervals. The toy does not show the paper's premise that a naive adapter degrades when moved
 #   to the consistency model (the measured numbers at the top).
 # - Full world: the same functions train an SD1.5-size ControlNet or image encoder against the real AnimateLCM; that needs
-#   a GPU and a video set with control maps (hours on one A100-class GPU, by the paper's setup). Notebook 06 runs the
+#   a GPU and a video set with control maps (this course has measured no such run). Notebook 06 runs the
 #   Hub's SD1.5 ControlNets and the official AnimateLCM-I2V weights.
 #
 # ## Exercises
@@ -472,4 +475,8 @@ styled = to_uint8(item["pixel_values"])
 out = i2v.generate_i2v(i2v_pipe, styled[0], item["caption"].replace(" in neon style", ""), steps=4, seed=0,
                        match_colors=False).frames
 media.show_rows({f"the image (input): {item['caption']}": styled[:1], "AnimateLCM-I2V design (toy)": out})
-print("5. style read on the output's frames:", metrics.read_styles(out))
+read = metrics.read_styles(out)
+print("5. style read on the output's frames:", read)
+media.show_markdown(f"**5.** The reader sees neon in {read.count('neon')} of the {len(read)} frames"
+                    + (": the style is lost (the encoder never saw a styled image)."
+                       if read.count("neon") == 0 else "."))
