@@ -148,6 +148,8 @@ media.show_rows(shown)
 f1_iv = {s: metrics.bootstrap(f1[s]) for s in scales}
 for s in scales:
     print(f"scale {s}: edge F1 {f1_iv[s].format()}")
+media.show_markdown(f"Against scale 1.0 on these {len(f1[1.0])} videos: " + "; ".join(
+    f"scale {s} a **{metrics.compare(f1_iv[s], f1_iv[1.0])}**" for s in scales if s != 1.0) + ".")
 
 # %% [markdown]
 # Line-art maps go to the same ControlNet (it was trained on both):
@@ -338,14 +340,15 @@ else:
 #
 # 1. The shuffle map's strokes are warped blobs, not edges: the ControlNet still reads them as edges and pulls the video's
 #    strokes towards them, away from the video's true edges. The first cell below measures the edge F1 against those true
-#    edges (lower than with the Canny control) and reads the digit (the prompt still sets it here).
+#    edges beside the Canny control's, and reads the digit against the prompt's.
 # 2. The second cell below sweeps the scale in steps of `0.25` on the same videos and prints the smallest one.
 # 3. Both run 4 UNet evaluations, but on different timesteps: strength `0.5` with 8 steps starts half-way down the schedule
 #    from the input video noised there, so it keeps the input's layout and motion; strength `1.0` with 4 steps starts from
 #    pure noise (the input video is gone) and takes bigger jumps. The third cell below shows both and reads their digit
-#    and direction against the input's caption: both keep them here (the prompt asks for the same digit and direction),
-#    so the difference is in the frames: compare the layout and the style with the input.
-# 4. The last cell below runs both and prints the PSNRs; the table in section 5 has the same comparison over 40 videos.
+#    and direction against the input's caption (the prompt asks for the same digit and direction); where both keep them,
+#    the difference is in the frames: compare the layout and the style with the input.
+# 4. The last cell below runs both on this one image and sets them beside section 5's table, which has the same
+#    comparison over 40 videos with intervals.
 #
 # </details>
 
@@ -353,9 +356,12 @@ else:
 shuffle = detectors.detect(video, "shuffle")
 out_sh = control.generate_controlled(edges, prompt, shuffle, seed=0)
 media.show_rows({"control (content shuffle)": shuffle, "AnimateLCM + edge ControlNet": out_sh.frames})
-print(f"1. edge F1 against the video's Canny edges: shuffle control {detectors.edge_f1(out_sh.frames, maps):.2f}, "
-      f"Canny control {detectors.edge_f1(out.frames, maps):.2f}; digit read: "
-      f"{DIGIT_WORDS[metrics.read_digits(out_sh.frames[None])[0]]} (asked: {digit})")
+f1_shuffle, f1_canny = detectors.edge_f1(out_sh.frames, maps), detectors.edge_f1(out.frames, maps)
+read_shuffle = DIGIT_WORDS[metrics.read_digits(out_sh.frames[None])[0]]
+media.show_markdown(f"**1.** Edge F1 against the video's Canny edges: shuffle control {f1_shuffle:.2f}, Canny control "
+                    f"{f1_canny:.2f} ({'lower' if f1_shuffle < f1_canny else 'not lower'} with the shuffle, one video); "
+                    f"the digit read is {read_shuffle}, asked: {digit.removeprefix('a ')}"
+                    + (" (the prompt still sets it)." if read_shuffle == digit.removeprefix("a ") else "."))
 
 # %%
 target = np.mean(f1[1.0])
@@ -377,6 +383,9 @@ for steps, strength in ((8, 0.5), (4, 1.0)):
 media.show_rows(pair)
 faith = [metrics.faithfulness(f[None], [prompt]) for k, f in pair.items() if k != "input"]
 print("3. digit / direction kept:", [(f["digit"], f["direction"]) for f in faith])
+media.show_markdown("**3.** Digit and direction kept: " + "; ".join(
+    f"{k.split(':')[0]}: {'both' if f['digit'] == 1 and f['direction'] == 1 else 'not both'}"
+    for k, f in zip([k for k in pair if k != "input"], faith)) + " (one video).")
 pipe.delete_adapters("neon")
 del pipe.adapter_weights["neon"]  # the style is gone: its weight too
 
@@ -384,5 +393,10 @@ del pipe.adapter_weights["neon"]  # the style is gone: its weight too
 plain_i2v = i2v.generate_i2v(i2v_pipe, image, prompt, steps=4, seed=0, match_colors=False).frames
 matched = i2v.generate_i2v(i2v_pipe, image, prompt, steps=4, seed=0, match_colors=True).frames
 media.show_rows({"the image (input)": image[None], "match_colors=False": plain_i2v, "match_colors=True": matched})
-print(f"4. first-frame PSNR: {utils.psnr(plain_i2v[0], image):.1f} dB without, {utils.psnr(matched[0], image):.1f} dB with "
-      "the colour correction")
+colour_rows = [r for r in i2v_rows if r["design"] == "official" and r["motion_scale"] == i2v.MOTION_SCALE]
+with_cc, without_cc = (next(r for r in colour_rows if r["match_colors"] == m) for m in (True, False))
+media.show_markdown(f"**4.** This image: first-frame PSNR {utils.psnr(plain_i2v[0], image):.1f} dB without, "
+                    f"{utils.psnr(matched[0], image):.1f} dB with the colour correction. Over the table's "
+                    f"{with_cc['videos']} videos: {results.interval(with_cc, 'first_psnr').format(1)} dB with, "
+                    f"{results.interval(without_cc, 'first_psnr').format(1)} dB without, a **"
+                    f"{metrics.compare(results.interval(with_cc, 'first_psnr'), results.interval(without_cc, 'first_psnr'))}**.")
