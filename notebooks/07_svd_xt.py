@@ -373,9 +373,10 @@ steps = 2 if settings.test_mode else 20
 videos = toy_svd.toy_videos("train", 16)[0]
 with tempfile.TemporaryDirectory() as work:
     parts = toy_svd.toy_parts(vae=teacher.vae, unet=copy.deepcopy(teacher.unet))
-    fit = toy_svd.train_toy_svd_teacher(Path(work) / "teacher", parts, videos, steps=steps, batch=4, lr=1e-4)
+    fit = toy_svd.train_toy_svd_teacher(Path(work) / "teacher", parts, videos, steps=steps, batch=4, lr=1e-4, progress=False)
     print("teacher loss (EDM, v):", np.round(fit.losses, 4).tolist()[:10])
-    student, fit = toy_svd.distill_toy_svd(Path(work) / "student", teacher, teacher.unet, videos, steps=steps, batch=2)
+    student, fit = toy_svd.distill_toy_svd(Path(work) / "student", teacher, teacher.unet, videos, steps=steps, batch=2,
+                                           progress=False)
     print("consistency distillation loss:", np.round(fit.losses, 4).tolist()[:10])
 manifest = json.loads((zoo.root() / "manifest.json").read_text())["stages"]
 for stage in ("svd_vae", "svd_teacher", "svd_student", "svd_decoder"):
