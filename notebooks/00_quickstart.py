@@ -139,17 +139,17 @@ print(f"{result.frames.shape[0]} frames, {result.unet_evaluations} UNet evaluati
 step_videos = {}
 for steps in (1, 2, 4, 8):
     step_videos[steps] = pipelines.generate(pipe, "a seven moving left", steps=steps, seed=0)
-media.show_videos({f"{s} steps": g.frames for s, g in step_videos.items()})
+media.show_videos({f"{s} step{'s' * (s > 1)}": g.frames for s, g in step_videos.items()})
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for steps, g in step_videos.items():
     pipe.scheduler.set_timesteps(steps)
-    print(f"{steps} steps: {g.unet_evaluations} UNet evaluations, timesteps {pipe.scheduler.timesteps.tolist()}")
+    print(f"{steps} step{'s' * (steps > 1)}: {g.unet_evaluations} UNet evaluation{'s' * (g.unet_evaluations > 1)}, timesteps {pipe.scheduler.timesteps.tolist()}")
 
 # %%
 for steps, g in step_videos.items():
-    print(f"{steps} steps: {g.seconds:.2f} s")
+    print(f"{steps} step{'s' * (steps > 1)}: {g.seconds:.2f} s")
 
 # %% [markdown]
 # One video shows little. Do more steps help? Notebook 04's table measured the toy AnimateLCM on 80 videos

@@ -85,16 +85,8 @@ if not TOY:
 table = results.load("successors")
 
 
-def iv(row, key, digits=2):
-    """row[key] with its 95 % interval over the row's videos."""
-    i = results.interval(row, key)
-    return f"{row[key]:.{digits}f} (no interval stored)" if i is None else i.format(digits)
-
-
-def verdict(a, b, key):
-    """win / tie / loss of row a against row b by the interval rule (Frechet: lower is better)."""
-    ia, ib = results.interval(a, key), results.interval(b, key)
-    return "not called (no interval)" if ia is None or ib is None else metrics.compare(ia, ib, higher_is_better=key != "frechet")
+iv = results.shown  # a row's value with its 95 % interval over the row's videos
+verdict = results.verdict  # win / tie / loss by the interval rule (Frechet: lower is better)
 
 
 def stored(mean_low_high, digits=3):
