@@ -247,8 +247,8 @@ media.show_code(cm.scalings_cm, cm.consistency_function)
 #
 # $$c_\text{skip}(t) = \frac{\sigma_\text{data}^2}{u^2 + \sigma_\text{data}^2},\qquad c_\text{out}(t) = \frac{u}{\sqrt{u^2 + \sigma_\text{data}^2}}.$$
 #
-# The boundary is $t = 0$; already at $t = 19$, the lowest point of the timestep grid an LCM samples on (notebook 02), the skip term has
-# all but vanished (the printout).
+# The boundary is $t = 0$; already at $t = 19$, the lowest point of the timestep grid an LCM samples on (notebook 02),
+# the skip term has all but vanished (the printout).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -641,7 +641,7 @@ plt.show()
 #    teacher's $\hat x_\epsilon$ itself, which is not a constant: a constant $f$ would pay a large loss there, and the
 #    correct end propagates up the grid. The cell below measures both runs: the loss, the 1-step quality, and the
 #    spread of the 1-step samples (their standard deviation per coordinate, beside the data's), which shows whether the broken student
-#    shrinks towards a point or only lost its anchor; its answer says which, from the numbers.
+#    has shrunk towards a point or only lost its anchor; its answer says which, from the numbers.
 # 2. The target $\theta^-$ moves by a share $1 - \mu$ of the gap a step: with $\mu = 0.999$ the boundary information
 #    climbs the grid about fifty times slower than with $\mu = 0.95$, so after the same number of steps the student is
 #    worse (it may hardly have left its starting point, the teacher's weights). With $\mu = 0$ the target is the

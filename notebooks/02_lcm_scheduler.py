@@ -304,7 +304,8 @@ if TOY:
 
 # %% [markdown]
 # **Wins and ties in the stored table.** The student (LCM) against the teacher's DDIM and DPM-Solver++ (the paper's
-# baselines; the teacher's Euler rows above are within a few videos of its DDIM rows) at the same number of steps, and at the same number of UNet evaluations (the teacher's CFG doubles them: 8 student steps cost what 4
+# baselines; the teacher's Euler rows above are within a few videos of its DDIM rows) at the same number of steps,
+# and at the same number of UNet evaluations (the teacher's CFG doubles them: 8 student steps cost what 4
 # guided teacher steps cost). The Frechet distance is quoted with its interval where the table stores one; without
 # one it is not called a win.
 

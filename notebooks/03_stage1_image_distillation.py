@@ -507,7 +507,8 @@ media.show_markdown(
 #    student's 8 steps with the teacher's 4 guided steps.
 # 2. The pseudo-Huber distance is about $|a - b| - c$ wherever $|a - b| \gg c$, and $(a-b)^2$ is smaller than $|a - b|$
 #    wherever $|a - b| < 1$: latent differences of about 0.1 give an L2 loss several times smaller than the pseudo-Huber
-#    one (the cell below measures by how much). Neither number is a quality score; a loss curve in one distance cannot be compared with one in the other.
+#    one (the cell below measures by how much). Neither number is a quality score; a loss curve in one distance cannot
+#    be compared with one in the other.
 #    The cell below computes both on one batch.
 # 3. $c_\text{skip}(0) = 1$, $c_\text{out}(0) = 0$: at $t_\text{prev} = 0$ (the pair $t = 19 \to 0$, the first grid
 #    point) the target is $f_{\theta^-}(\hat x_0, 0) = \hat x_0$, the teacher's DDIM step itself, with no network in it.

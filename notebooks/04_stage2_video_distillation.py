@@ -292,7 +292,8 @@ if tcd:
 # line above says where that is outside the noise (the same student with and without fresh noise): at 8 steps, not at 4.
 # Why fresh noise can help: each step re-noises the current estimate with new noise, so a motion the motion modules got
 # wrong from one noise gets another draw, with the digit and its trail already in place; more steps give more draws
-# (direction rises with the step count in table 1, while the teacher's DDIM stays where it is from 8 steps on). Exercise 5 asks how much of the rest the motion modules trained in
+# (direction rises with the step count in table 1, while the teacher's DDIM stays where it is from 8 steps on).
+# Exercise 5 asks how much of the rest the motion modules trained in
 # stage 2 add. Notebook 03's reference row is a reference, not a ceiling.
 #
 # A reproduction check, run in this session: the student at 4 steps on the table's first seed (40 of its 80 videos, the

@@ -251,7 +251,8 @@ media.show_markdown("In this run, first step to last: " + "; ".join(
 
 # %% [markdown]
 # So few steps only show the recipes running: their losses wander (a single step's loss depends on its batch and its
-# timestep, so the first and last values above say little). The zoo's build trained the shipped adapters for longer: stage `adapters` the edge ControlNet and the keyframe
+# timestep, so the first and last values above say little). The zoo's build trained the shipped adapters for longer:
+# stage `adapters` the edge ControlNet and the keyframe
 # ControlNet, each teacher-free and naive (same steps, same data, same seed); stage `i2v_encoder` the image encoder,
 # teacher-free, with a first-frame PSNR check on held-out videos at its checkpoints. From the zoo's manifest:
 
