@@ -271,9 +271,10 @@ def versus(a, b, key):
 
 def frechet_pair(a, b):
     """Two rows' Frechet distances and the verdict, or the bare values when either row stores no interval."""
-    if results.interval(a, "frechet") is None or results.interval(b, "frechet") is None:
+    said = versus(a, b, "frechet")
+    if said.startswith("not called"):
         return f"Frechet {a['frechet']:.1f} vs {b['frechet']:.1f} (no interval stored: not called)"
-    return f"Frechet {shown(a, 'frechet', 1)} vs {shown(b, 'frechet', 1)} ({versus(a, b, 'frechet')})"
+    return f"Frechet {shown(a, 'frechet', 1)} vs {shown(b, 'frechet', 1)} ({said})"
 
 
 def steps_said(n):

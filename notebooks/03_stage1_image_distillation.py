@@ -204,7 +204,8 @@ print(f"{fit.steps} steps in {fit.seconds:.1f} s; loss {np.mean(fit.losses[:5]):
 import json
 
 shipped_curve = json.loads((zoo.root() / "loss_curves.json").read_text())["stage1"]  # the shipped LoRA's run, thinned
-shipped_steps = json.loads((zoo.root() / "manifest.json").read_text())["stages"]["stage1"]["steps"]
+manifest = json.loads((zoo.root() / "manifest.json").read_text())  # the zoo's build record (section 3 prints it)
+shipped_steps = manifest["stages"]["stage1"]["steps"]
 every = shipped_steps // len(shipped_curve)  # the curve keeps every `every`-th step's loss
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.plot(np.arange(len(shipped_curve)) * every, shipped_curve, lw=0.8, c="gray", label=f"the shipped LoRA's run ({shipped_steps} steps)")
@@ -258,7 +259,6 @@ media.show_markdown(f"Digit read on {a['videos']} images each, 95 % intervals: {
 
 # %%
 # NBVAL_CHECK_OUTPUT
-manifest = json.loads((zoo.root() / "manifest.json").read_text())
 info = manifest["stages"]["stage1"]
 print(f"LCM-LoRA: {info['steps']} steps, final loss {info['lora_final_loss']}; full LCD: {info['steps']} steps, final loss {info['full_final_loss']}")
 
