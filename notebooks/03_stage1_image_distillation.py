@@ -198,7 +198,7 @@ shutil.rmtree(DEMO, ignore_errors=True)  # start fresh each time the notebook ru
 STEPS = config.pick(150, 6)
 student, fit = distill.distill_image(DEMO, teacher, data["latents"], data["ids"], data["text"], data["alphas"],
                                      steps=STEPS, variant="lora", batch=32, save_every=10, progress=False)
-print(f"{fit.steps} steps in {fit.seconds:.1f} s; loss {np.mean(fit.losses[:5]):.4f} -> {np.mean(fit.losses[-5:]):.4f}")
+print(f"{fit.steps} steps in {fit.seconds:.1f} s")
 
 # %%
 import json
@@ -211,13 +211,19 @@ fig, ax = plt.subplots(figsize=(7, 3))
 ax.plot(np.arange(len(shipped_curve)) * every, shipped_curve, lw=0.8, c="gray", label=f"the shipped LoRA's run ({shipped_steps} steps)")
 ax.plot(fit.losses, label="this run")
 ax.set_xlabel("step"); ax.set_ylabel("LCD loss (pseudo-Huber)"); ax.set_yscale("log"); ax.legend(); plt.show()
-first, last = np.mean(fit.losses[:5]), np.mean(fit.losses[-5:])
-head, tail = np.mean(shipped_curve[: 50 // every]), np.mean(shipped_curve[-50 // every:])
-media.show_markdown(f"Over these {fit.steps} steps the loss went from {first:.4f} to {last:.4f} (the means of the first "
-                    f"and last five steps): {last / first:.0%} of where it started. The shipped LoRA's run, the same "
-                    f"recipe and batch for {shipped_steps} steps, averaged {head:.4f} over its first 50 steps and {tail:.4f} "
-                    f"over its last 50: {'higher' if tail > head else 'lower'} at the end than at the start, while its samples "
-                    "went from the teacher's to section 4's.")
+third = max(2, fit.steps // 3)  # one step's loss is one random draw of t, w and batch: compare means over many steps
+first, last = metrics.bootstrap(fit.losses[:third]), metrics.bootstrap(fit.losses[-third:])
+head, tail = metrics.bootstrap(shipped_curve[: 50 // every]), metrics.bootstrap(shipped_curve[-50 // every:])
+moved = {"win": "lower at the end than at the start", "loss": "higher at the end than at the start",
+         "tie": "the two intervals overlap, so no change is called"}
+media.show_markdown(f"One step's loss is noisy: each step draws its own $t$, $w$ and batch (from {min(fit.losses):.4f} to "
+                    f"{max(fit.losses):.4f} in this run). So compare means, with their 95 % intervals: this run averaged "
+                    f"{first.format(4)} over its first {third} steps and {last.format(4)} over its last {third}: "
+                    f"{moved[metrics.compare(last, first, higher_is_better=False)]}. The shipped LoRA's run, the same recipe "
+                    f"and batch for {shipped_steps} steps, averaged {head.format(4)} over its first 50 steps and "
+                    f"{tail.format(4)} over its last 50 (the {head.n} losses the curve kept of each): "
+                    f"{moved[metrics.compare(tail, head, higher_is_better=False)]}, while its samples went from the "
+                    "teacher's to section 4's.")
 
 # %% [markdown]
 # So the loss says little about quality. The LCD loss measures how far apart the student maps two neighbouring points of
