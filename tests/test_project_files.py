@@ -52,10 +52,9 @@ def test_readme_test_command_is_what_ci_runs():
     assert "pytest tests_browser" in (ROOT / "Makefile").read_text()
 
 
-
 def run_ci_with_fake_make(tmp_path, min_free_gb):
-    """.ci/run copied into an empty project with a `make` that only logs its target, and a .venv and a test
-    cache to remove or keep."""
+    """.ci/run copied into an empty project with a `make` that only logs its target, pip's cache setting and
+    whether .venv is there, and a .venv and .cache to remove or keep."""
     import os
     import subprocess
 
@@ -65,7 +64,9 @@ def run_ci_with_fake_make(tmp_path, min_free_gb):
         (tmp_path / folder).mkdir(parents=True)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "make").write_text('#!/bin/sh\necho "$1 PIP_NO_CACHE_DIR=$PIP_NO_CACHE_DIR" >> make.log\n')
+    (bin_dir / "make").write_text('#!/bin/sh\n'
+                                  'echo "$1 PIP_NO_CACHE_DIR=$PIP_NO_CACHE_DIR $(test -d .venv && echo venv || echo no-venv)" '
+                                  '>> make.log\n')
     (bin_dir / "make").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MIN_DEPS_FREE_GB": str(min_free_gb)}
     out = subprocess.run(["bash", ".ci/run"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
@@ -75,14 +76,16 @@ def run_ci_with_fake_make(tmp_path, min_free_gb):
 def test_ci_frees_the_main_venv_only_when_the_disk_is_short(tmp_path):
     # Plenty of disk: every step runs, nothing is removed, pip keeps no download cache.
     stdout, made = run_ci_with_fake_make(tmp_path / "roomy", min_free_gb=0)
-    assert made == [f"{t} PIP_NO_CACHE_DIR=1" for t in ("test", "test-browser", "test-min-deps")]
+    assert made == [f"{t} PIP_NO_CACHE_DIR=1 venv" for t in ("test", "test-browser", "test-min-deps")]
     assert (tmp_path / "roomy" / ".venv").is_dir() and "removing" not in stdout
     # Less free than the threshold: .venv and .cache (the test cache, the fake Hub) go before the lower bounds.
     stdout, made = run_ci_with_fake_make(tmp_path / "short", min_free_gb=10**7)
-    assert [m.split()[0] for m in made] == ["test", "test-browser", "test-min-deps"]
+    assert made == ["test PIP_NO_CACHE_DIR=1 venv", "test-browser PIP_NO_CACHE_DIR=1 venv",
+                    "test-min-deps PIP_NO_CACHE_DIR=1 no-venv"]
     assert "removing .venv and .cache" in stdout
     assert not (tmp_path / "short" / ".venv").exists() and not (tmp_path / "short" / ".cache").exists()
     assert (tmp_path / "short" / ".ci" / "run").is_file()
+
 
 def test_conda_and_binder_use_the_same_pins():
     env = (ROOT / "environment.yml").read_text()
