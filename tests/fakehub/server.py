@@ -188,7 +188,8 @@ class FakeHub:
 
     @property
     def downloads(self) -> list[tuple[str, str]]:
-        """(repo_id, rfilename) of every file body sent (GET on /resolve/)."""
+        """(repo_id, rfilename) of every file body sent (GET on /resolve/), recorded as its sending starts, so
+        a file is listed by the time its download returns."""
         with self._lock:
             return list(self._downloads)
 
@@ -318,13 +319,15 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.file is None:
             self.wfile.write(answer.body)
             return
+        # Recorded before the body goes out: the client returns as soon as it has the last byte, and a record made
+        # after the write loop could come later than the caller's look at hub.downloads (a race: seen once, in a fresh-clone run of .ci/run).
+        hub.record("download", answer.download)
         path, start, length = answer.file
         with path.open("rb") as f:
             f.seek(start)
             while length > 0 and (chunk := f.read(min(CHUNK, length))):
                 self.wfile.write(chunk)
                 length -= len(chunk)
-        hub.record("download", answer.download)
 
 
 @contextmanager
