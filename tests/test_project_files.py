@@ -1,7 +1,9 @@
 """The set-up files agree: README's commands, .ci/run, exact pins, conda, Binder, notebooks."""
 
 import json
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -52,12 +54,9 @@ def test_readme_test_command_is_what_ci_runs():
     assert "pytest tests_browser" in (ROOT / "Makefile").read_text()
 
 
-def run_ci_with_fake_make(tmp_path, min_free_gb):
+def run_ci_with_fake_make(tmp_path, min_free_gb, check=True):
     """.ci/run copied into an empty project with a `make` that only logs its target, pip's cache setting and
     whether .venv is there, and a .venv and .cache to remove or keep."""
-    import os
-    import subprocess
-
     (tmp_path / ".ci").mkdir(parents=True)
     (tmp_path / ".ci" / "run").write_text((ROOT / ".ci" / "run").read_text())
     for folder in (".venv", ".cache/animatelcm_helpers", ".cache/fakehub"):
@@ -69,7 +68,9 @@ def run_ci_with_fake_make(tmp_path, min_free_gb):
                                   '>> make.log\n')
     (bin_dir / "make").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MIN_DEPS_FREE_GB": str(min_free_gb)}
-    out = subprocess.run(["bash", ".ci/run"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(["bash", ".ci/run"], cwd=tmp_path, env=env, capture_output=True, text=True, check=check)
+    if not check:
+        return out
     return out.stdout, (tmp_path / "make.log").read_text().split("\n")[:-1]
 
 
@@ -85,6 +86,10 @@ def test_ci_frees_the_main_venv_only_when_the_disk_is_short(tmp_path):
     assert "removing .venv and .cache" in stdout
     assert not (tmp_path / "short" / ".venv").exists() and not (tmp_path / "short" / ".cache").exists()
     assert (tmp_path / "short" / ".ci" / "run").is_file()
+    # A threshold that is not a whole number (a typo such as "14GB") stops at once, with what to write, and removes nothing.
+    out = run_ci_with_fake_make(tmp_path / "typo", min_free_gb="14GB", check=False)
+    assert out.returncode == 2 and "MIN_DEPS_FREE_GB must be a whole number of GB" in out.stderr
+    assert (tmp_path / "typo" / ".venv").is_dir() and not (tmp_path / "typo" / "make.log").exists()
 
 
 def test_conda_and_binder_use_the_same_pins():
